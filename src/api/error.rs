@@ -1,0 +1,58 @@
+//! Errors the API returns.
+
+use std::fmt;
+
+/// An invalid heap configuration, from [`HeapBuilder::build`](crate::HeapBuilder::build). Its
+/// message names the bad value and the accepted range.
+///
+/// ```
+/// let err = lowpause::Heap::builder().gc_percent(-5).build().unwrap_err();
+/// assert!(err.to_string().contains("-5"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `gc_percent` outside `1..=100_000`.
+    GcPercent(i64),
+    /// `max_heap` outside the supported range.
+    MaxHeap(usize),
+    /// The OS refused to reserve the heap's address space.
+    Reserve {
+        /// The size asked for.
+        bytes: usize,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::GcPercent(v) => write!(
+                f,
+                "invalid gc_percent {v}: it must be between {} and {} (the heap may grow by that \
+                 percentage of the live data before a cycle starts)",
+                super::heap::MIN_GC_PERCENT,
+                super::heap::MAX_GC_PERCENT
+            ),
+            ConfigError::MaxHeap(v) => write!(
+                f,
+                "invalid max_heap {v} bytes: it must be between {} and {} bytes",
+                super::heap::MIN_MAX_HEAP,
+                super::heap::MAX_MAX_HEAP
+            ),
+            ConfigError::Reserve { bytes, error } => {
+                write!(f, "could not reserve {bytes} bytes of address space for the heap: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Reserve { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `Heap` and `HeapBuilder`: creating a heap and attaching threads to it.
+
+use super::error::ConfigError;
+use super::mutator::Mutator;
+use crate::collector::{Collector, Config};
+use crate::memory::size_class::PAGE_SIZE;
+use crate::sync::Arc;
+use crate::telemetry::Stats;
+
+pub(crate) const MIN_GC_PERCENT: i64 = 1;
+pub(crate) const MAX_GC_PERCENT: i64 = 100_000;
+pub(crate) const MIN_MAX_HEAP: usize = 16 << 20;
+pub(crate) const MAX_MAX_HEAP: usize = 1 << 46;
+const DEFAULT_MAX_HEAP: usize = 64 << 30;
+
+/// A garbage-collected heap: a cheap, cloneable handle that any thread may hold.
+///
+/// Threads that allocate or read GC objects [`attach`](Heap::attach) to it and work inside
+/// [scopes](Mutator::scope). The heap lives until its last `Heap`, [`Mutator`] and
+/// [`Root`](crate::Root) are dropped; then it drops every object left and returns its memory to the
+/// OS, on the thread that dropped the last handle.
+///
+/// ```
+/// use lowpause::{Heap, Member, Trace};
+///
+/// #[derive(Trace)]
+/// struct Node { value: u64, next: Member<Node> }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.attach();
+/// let keep = m.scope(|s| {
+///     let a = s.alloc(Node { value: 1, next: Member::null() });
+///     let b = s.alloc(Node { value: 2, next: Member::null() });
+///     a.next.set(s, Some(b));
+///     b.next.set(s, Some(a)); // a cycle
+///     s.root(b)
+/// });
+/// m.scope(|s| assert_eq!(keep.get(s).next.get(s).unwrap().value, 1));
+/// m.collect();
+/// println!("{}", heap.stats());
+/// ```
+#[derive(Clone)]
+pub struct Heap {
+    pub(crate) inner: Arc<Collector>,
+}
+
+impl Heap {
+    /// A heap with the default configuration (gc_percent 100, a 64 GiB reservation).
+    ///
+    /// # Panics
+    /// If the OS refuses the address-space reservation; use [`Heap::builder`] to handle that.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// assert_eq!(heap.stats().cycles, 0);
+    /// ```
+    pub fn new() -> Heap {
+        match Heap::builder().build() {
+            Ok(h) => h,
+            Err(e) => panic!("lowpause: Heap::new failed: {e}"),
+        }
+    }
+
+    /// A builder to configure a heap.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().gc_percent(50).max_heap(1 << 30).build().unwrap();
+    /// # drop(heap);
+    /// ```
+    pub fn builder() -> HeapBuilder {
+        HeapBuilder { gc_percent: 100, max_heap: DEFAULT_MAX_HEAP }
+    }
+
+    /// Makes the calling thread a mutator of this heap. Dropping the [`Mutator`] detaches it.
+    ///
+    /// # Panics
+    /// If this thread already has a `Mutator` for this heap (there is one per heap per thread:
+    /// keep it and pass it around), or if called from the drop glue of a GC object.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let h2 = heap.clone();
+    /// std::thread::spawn(move || {
+    ///     let mut m = h2.attach();
+    ///     m.scope(|s| { s.alloc(7u64); });
+    /// }).join().unwrap();
+    /// ```
+    pub fn attach(&self) -> Mutator {
+        Mutator::new(self.inner.clone())
+    }
+
+    /// A snapshot of the heap's counters; its `Display` is one line.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| { s.alloc(1u64); });
+    /// assert_eq!(heap.stats().allocated_objects, 1);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+}
+
+impl Default for Heap {
+    fn default() -> Heap {
+        Heap::new()
+    }
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap").field("base", &format_args!("{:#x}", self.inner.memory.base())).finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Heap`]; [`build`](HeapBuilder::build) validates the settings.
+///
+/// ```
+/// use lowpause::Heap;
+/// let heap = Heap::builder().gc_percent(200).max_heap(256 << 20).build()?;
+/// # Ok::<(), lowpause::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HeapBuilder {
+    gc_percent: i64,
+    max_heap: usize,
+}
+
+impl HeapBuilder {
+    /// How far the heap may grow past the live data of the last cycle before the next starts, in
+    /// percent (Go's GOGC): 100 lets it double. Accepted: 1 to 100,000. Default 100.
+    ///
+    /// ```
+    /// assert!(lowpause::Heap::builder().gc_percent(0).build().is_err());
+    /// ```
+    pub fn gc_percent(mut self, percent: i64) -> HeapBuilder {
+        self.gc_percent = percent;
+        self
+    }
+
+    /// The size of the heap's address-space reservation, in bytes (rounded up to 8 KiB pages):
+    /// the most it can ever hold. Only what is used is committed. Accepted: 16 MiB to 64 TiB.
+    /// Default 64 GiB.
+    ///
+    /// ```
+    /// let err = lowpause::Heap::builder().max_heap(1024).build().unwrap_err();
+    /// assert!(err.to_string().contains("max_heap 1024"));
+    /// ```
+    pub fn max_heap(mut self, bytes: usize) -> HeapBuilder {
+        self.max_heap = bytes;
+        self
+    }
+
+    /// Validates the settings and creates the heap.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid setting, or the OS's refusal to reserve memory.
+    pub fn build(self) -> Result<Heap, ConfigError> {
+        if !(MIN_GC_PERCENT..=MAX_GC_PERCENT).contains(&self.gc_percent) {
+            return Err(ConfigError::GcPercent(self.gc_percent));
+        }
+        if !(MIN_MAX_HEAP..=MAX_MAX_HEAP).contains(&self.max_heap) {
+            return Err(ConfigError::MaxHeap(self.max_heap));
+        }
+        let max_heap = self.max_heap.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let config = Config { gc_percent: self.gc_percent as u32, max_heap };
+        let inner = Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?;
+        Ok(Heap { inner: Arc::new(inner) })
+    }
+}

@@ -1,0 +1,134 @@
+//! `Member<T>`: the reference field of a heap object.
+
+use super::gc::{Gc, GcObject};
+use super::scope::Scope;
+use crate::collector::Tracer;
+use crate::sync::{AtomicPtr, Ordering};
+use crate::Trace;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// A nullable reference from one GC object to another: one atomic word.
+///
+/// A `Member` starts null ([`Member::null`]); it is pointed at an object with
+/// [`set`](Member::set), which runs the write barrier, and read with [`get`](Member::get). There is
+/// no way to make a non-null `Member` outside the heap, and `Member` is not `Clone`: references are
+/// set after allocation, in place.
+///
+/// Both `get` and `set` check that the `Member` lies inside the scope's heap (one subtract and one
+/// compare) and panic if not: a `Member` on the stack, or inside another heap's object, cannot be
+/// used.
+///
+/// ```
+/// use lowpause::{Heap, Member, Trace};
+/// #[derive(Trace)]
+/// struct Pair { left: Member<Pair>, right: Member<Pair> }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.attach();
+/// m.scope(|s| {
+///     let p = s.alloc(Pair { left: Member::null(), right: Member::null() });
+///     assert!(p.left.get(s).is_none());
+///     p.left.set(s, Some(p)); // a self-cycle
+///     assert!(lowpause::Gc::ptr_eq(p.left.get(s).unwrap(), p));
+///     p.left.set(s, None);
+/// });
+/// ```
+#[repr(transparent)]
+pub struct Member<T: ?Sized> {
+    ptr: AtomicPtr<u8>,
+    _target: PhantomData<fn() -> *const T>,
+}
+
+impl<T: ?Sized> Member<T> {
+    /// A null reference, the only way to make a `Member`.
+    ///
+    /// ```
+    /// let m: lowpause::Member<u64> = lowpause::Member::null();
+    /// # drop(m);
+    /// ```
+    #[inline]
+    pub fn null() -> Member<T> {
+        Member { ptr: AtomicPtr::new(std::ptr::null_mut()), _target: PhantomData }
+    }
+}
+
+impl<T: ?Sized> Default for Member<T> {
+    fn default() -> Self {
+        Member::null()
+    }
+}
+
+impl<T: ?Sized + GcObject> Member<T> {
+    #[inline(always)]
+    fn check(&self, s: &Scope<'_>, op: &'static str) {
+        if !s.collector().memory.contains(self as *const Self as usize) {
+            off_heap(self as *const Self as usize, op);
+        }
+    }
+
+    /// The referenced object, or `None` if the member is null.
+    ///
+    /// # Panics
+    /// If this `Member` does not lie inside an object of the scope's heap.
+    #[inline]
+    pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
+        self.check(s, "get");
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null member of an object of this heap points to an initialised object of
+        // type `T` of the same heap (only `set` writes it, from a `Gc<'s, T>` of this scope's
+        // heap), and an object reachable in a scope stays allocated until the scope ends.
+        NonNull::new(p).map(|p| unsafe { Gc::from_payload(p) })
+    }
+
+    /// Points the member at `target` (or nulls it), through the write barrier.
+    ///
+    /// # Panics
+    /// If this `Member` does not lie inside an object of the scope's heap.
+    #[inline]
+    pub fn set<'s>(&self, s: &Scope<'s>, target: Option<Gc<'s, T>>) {
+        self.check(s, "set");
+        let new = target.map_or(std::ptr::null_mut(), |g| g.payload().as_ptr());
+        let c = s.collector();
+        if c.barrier_on() {
+            let old = self.ptr.load(Ordering::Relaxed);
+            // SAFETY: `s` is the calling thread's scope, so its record is the thread's own and the
+            // thread is inside a scope.
+            unsafe { c.write_barrier_slow(s.record(), old as usize, new as usize) };
+        }
+        self.ptr.store(new, Ordering::Release);
+    }
+
+    /// Whether the member is null (no scope needed: the answer may change at once if another
+    /// thread sets it).
+    #[inline]
+    pub fn is_null(&self) -> bool {
+        self.ptr.load(Ordering::Relaxed).is_null()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn off_heap(addr: usize, op: &str) -> ! {
+    panic!(
+        "lowpause: Member::{op} on a Member at {addr:#x}, which is not inside this scope's heap. \
+         A Member works only as a field of an object allocated in the heap whose scope is passed: \
+         not on the stack, not in a Box, and not through another heap's scope"
+    )
+}
+
+// SAFETY: the member's only GC reference is its own word, which it hands to the tracer.
+unsafe impl<T: ?Sized + GcObject> Trace for Member<T> {
+    const NEEDS_TRACE: bool = true;
+    #[inline(always)]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        tracer.__edge(&self.ptr);
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Member<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Member({:p})", self.ptr.load(Ordering::Relaxed))
+    }
+}

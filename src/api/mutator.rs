@@ -1,0 +1,164 @@
+//! `Mutator`: a thread's membership of a heap, and the entry to mutation scopes.
+
+use super::scope::Scope;
+use crate::collector::mutator::ThreadRecord;
+use crate::collector::{sweep, Collector, Trigger};
+use crate::sync::Arc;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+thread_local! {
+    /// The heaps this thread is attached to, by the address of their collector.
+    static ATTACHED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread attached to a [`Heap`](crate::Heap): the only way to open [scopes](Mutator::scope) in
+/// which GC objects are allocated and read. Made by [`Heap::attach`](crate::Heap::attach); dropping
+/// it detaches the thread.
+///
+/// A `Mutator` stays on its thread (`!Send`): the thread registry keeps its allocation cache. One
+/// per heap per thread. A `Mutator` leaked with `mem::forget` counts as a thread permanently
+/// outside every scope: it delays nothing.
+///
+/// ```
+/// let heap = lowpause::Heap::new();
+/// let mut m = heap.attach();
+/// let sum: u64 = m.scope(|s| *s.alloc(20u64) + *s.alloc(22u64));
+/// assert_eq!(sum, 42);
+/// ```
+pub struct Mutator {
+    heap: Arc<Collector>,
+    rec: Arc<ThreadRecord>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Mutator {
+    pub(crate) fn new(heap: Arc<Collector>) -> Mutator {
+        if sweep::in_drop_glue() {
+            panic!(
+                "lowpause: Heap::attach called from the drop glue of a GC object; destructors of \
+                 heap objects run outside every scope and may not use a heap: do that work before \
+                 the object dies, or send it to another thread"
+            );
+        }
+        let key = Arc::as_ptr(&heap) as usize;
+        ATTACHED.with(|a| {
+            let mut a = a.borrow_mut();
+            if a.contains(&key) {
+                panic!(
+                    "lowpause: Heap::attach called on a thread that already has a Mutator for this \
+                     heap; there is one Mutator per heap per thread: keep the first one and pass \
+                     `&mut Mutator` where it is needed"
+                );
+            }
+            a.push(key);
+        });
+        let rec = heap.attach();
+        Mutator { heap, rec, _not_send: PhantomData }
+    }
+
+    /// Runs `f` in a mutation scope, where GC objects can be allocated and read.
+    ///
+    /// The closure gets a [`Scope`] whose lifetime `'s` brands every [`Gc`](crate::Gc) made in
+    /// it, so no `Gc` can leave the closure; keep objects beyond the scope with a
+    /// [`Root`](crate::Root), or by linking them from a rooted object. The collector never frees
+    /// an object a scope can still reach, and it never interrupts a scope: a cycle waits for every
+    /// thread's next scope boundary (so keep scopes short in long-running loops, and open a fresh
+    /// scope per batch of work).
+    ///
+    /// A scope boundary is also where a cycle starts when the heap has passed its goal.
+    ///
+    /// # Panics
+    /// If called from the drop glue of a GC object. A panic inside `f` leaves the scope cleanly.
+    ///
+    /// ```
+    /// use lowpause::{Heap, Member, Trace};
+    /// #[derive(Trace)]
+    /// struct Cell { v: u64, next: Member<Cell> }
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.attach();
+    /// let root = m.scope(|s| s.root(s.alloc(Cell { v: 1, next: Member::null() })));
+    /// for i in 0..3 {
+    ///     m.scope(|s| {
+    ///         let head = root.get(s);
+    ///         let new = s.alloc(Cell { v: i, next: Member::null() });
+    ///         new.next.set(s, head.next.get(s));
+    ///         head.next.set(s, Some(new));
+    ///     });
+    /// }
+    /// ```
+    pub fn scope<R>(&mut self, f: impl for<'s> FnOnce(&Scope<'s>) -> R) -> R {
+        if sweep::in_drop_glue() {
+            panic!(
+                "lowpause: Mutator::scope entered from the drop glue of a GC object; destructors \
+                 of heap objects run outside every scope and may not use the heap: do that work \
+                 before the object dies, or queue it and run it from an ordinary scope"
+            );
+        }
+        if self.heap.trigger_passed() {
+            self.heap.collect(Trigger::Heap);
+        }
+        self.heap.enter(&self.rec);
+        /// Leaves the scope on every exit path, unwinding included.
+        struct Exit<'a>(&'a Collector, &'a ThreadRecord);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                // SAFETY: constructed right after `enter` on this thread's own record, and
+                // dropped exactly once at the end of the scope.
+                unsafe { self.0.exit(self.1) };
+            }
+        }
+        let exit = Exit(&self.heap, &self.rec);
+        let r = f(&Scope::new(&self.heap, &self.rec));
+        drop(exit);
+        if self.heap.trigger_passed() {
+            self.heap.collect(Trigger::Heap);
+        }
+        r
+    }
+
+    /// Runs a full collection now: marks everything reachable from roots, then sweeps the whole
+    /// heap (running the drop glue of dead objects) before returning.
+    ///
+    /// It waits for every other attached thread to reach its next scope boundary (threads outside
+    /// every scope do not delay it), and it cannot be called inside a scope: `scope` borrows the
+    /// `Mutator`.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| { s.alloc(String::from("garbage")); });
+    /// m.collect();
+    /// assert_eq!(heap.stats().freed_objects, 1);
+    /// ```
+    pub fn collect(&mut self) {
+        self.heap.collect(Trigger::Explicit);
+    }
+
+    /// The heap this mutator belongs to.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let m = heap.attach();
+    /// assert_eq!(m.heap().stats().threads, 1);
+    /// ```
+    pub fn heap(&self) -> crate::Heap {
+        crate::Heap { inner: self.heap.clone() }
+    }
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        self.heap.detach(&self.rec);
+        let key = Arc::as_ptr(&self.heap) as usize;
+        // The thread-local may already be gone if this runs in a thread-local destructor.
+        let _ = ATTACHED.try_with(|a| a.borrow_mut().retain(|&k| k != key));
+    }
+}
+
+impl std::fmt::Debug for Mutator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mutator").field("thread", &self.rec.name).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,98 @@
+//! `Root<T>`: a handle that keeps an object alive from anywhere.
+
+use super::gc::{Gc, GcObject};
+use super::scope::Scope;
+use crate::collector::Collector;
+use crate::sync::Arc;
+use std::fmt;
+use std::ptr::NonNull;
+
+/// Keeps a GC object alive, from anywhere: a `'static`, `Send + Sync`, `Clone` handle.
+///
+/// Made by [`Scope::root`]; read back in any scope of the same heap with [`Root::get`]. Each
+/// `Root` holds one slot of the heap's root table and a reference to the heap itself (so the heap
+/// lives as long as any of its roots).
+///
+/// ```
+/// use lowpause::Heap;
+/// let heap = Heap::new();
+/// let mut m = heap.attach();
+/// let r = m.scope(|s| s.root(s.alloc(String::from("shared"))));
+/// let h2 = heap.clone();
+/// std::thread::spawn(move || {
+///     let mut m2 = h2.attach();
+///     m2.scope(|s| assert_eq!(r.get(s).as_str(), "shared"));
+/// }).join().unwrap();
+/// ```
+pub struct Root<T: ?Sized + GcObject> {
+    heap: Arc<Collector>,
+    slot: u32,
+    ptr: NonNull<T>,
+}
+
+// SAFETY: the object is `Send + Sync` (a `GcObject` bound), and the handle only reads it through
+// a scope of the calling thread; the table slot is managed under the table's lock.
+unsafe impl<T: ?Sized + GcObject> Send for Root<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + GcObject> Sync for Root<T> {}
+
+impl<T: ?Sized + GcObject> Root<T> {
+    pub(crate) fn new(c: &Collector, gc: Gc<'_, T>) -> Root<T> {
+        let payload = gc.payload();
+        c.shade_for_root(payload.as_ptr() as usize);
+        let slot = c.roots.add(payload.as_ptr() as usize);
+        Root { heap: c.arc(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
+    }
+
+    /// The rooted object, in scope `s`.
+    ///
+    /// # Panics
+    /// If `s` is a scope of another heap than the one this root belongs to.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let r = m.scope(|s| s.root(s.alloc_slice(3, |i| i)));
+    /// m.scope(|s| assert_eq!(r.get(s)[2], 2));
+    /// ```
+    #[inline]
+    pub fn get<'s>(&self, s: &Scope<'s>) -> Gc<'s, T> {
+        if !std::ptr::eq(Arc::as_ptr(&self.heap), s.collector()) {
+            wrong_heap();
+        }
+        // SAFETY: the root keeps the object allocated; it is initialised and of type `T`, and
+        // `s` is a scope of the heap the object lives in.
+        unsafe { Gc::from_payload(self.ptr.cast()) }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_heap() -> ! {
+    panic!(
+        "lowpause: Root::get called with a scope of another heap; a Root can only be read in a \
+         scope of the heap it was made in (attach to that heap and open a scope there)"
+    )
+}
+
+impl<T: ?Sized + GcObject> Clone for Root<T> {
+    fn clone(&self) -> Self {
+        let payload = self.ptr.cast::<u8>().as_ptr() as usize;
+        self.heap.shade_for_root(payload);
+        let slot = self.heap.roots.add(payload);
+        Root { heap: self.heap.clone(), slot, ptr: self.ptr }
+    }
+}
+
+impl<T: ?Sized + GcObject> Drop for Root<T> {
+    fn drop(&mut self) {
+        self.heap.shade_for_root(self.ptr.cast::<u8>().as_ptr() as usize);
+        self.heap.roots.remove(self.slot);
+    }
+}
+
+impl<T: ?Sized + GcObject> fmt::Debug for Root<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Root({:p})", self.ptr.cast::<u8>())
+    }
+}

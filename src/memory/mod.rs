@@ -1,0 +1,377 @@
+//! The heap's memory: the OS reservation, pages, size-classed spans, side bitmaps, central span
+//! lists and per-thread allocation caches.
+//!
+//! ```text
+//!   Reservation (mmap PROT_NONE, committed in 64 MiB chunks)
+//!     └── PageHeap: runs of 8 KiB pages          (lock: `pages`)
+//!           └── Span: one size class × kind, or one large object
+//!                 ├── held by a thread's Cache   (no lock: the fast path)
+//!                 └── or on a Central list        (lock: one per class × kind)
+//!   page table: page number → Span, for the marker to find an object's bitmaps
+//! ```
+//!
+//! This module knows nothing of marking policy, roots or threads: the collector drives it. It keeps
+//! these invariants:
+//! - a span in use is in exactly one place: one thread's cache, one central list, or the hands of
+//!   whoever popped it to sweep it (see `span.rs` for the holder rule);
+//! - the page table maps every page of every span in use to that span, set before the span is
+//!   handed to anyone and cleared only after the span is dead;
+//! - every object lies inside `[base, base + len)`, which is what `Member`'s heap check compares.
+
+pub(crate) mod cache;
+pub(crate) mod os;
+pub(crate) mod page_heap;
+pub(crate) mod size_class;
+pub(crate) mod span;
+
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crossbeam_utils::CachePadded;
+use page_heap::PageHeap;
+use size_class::{CLASS_PAGES, CLASS_SIZES, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE};
+use span::{Span, SpanKind};
+use std::ptr::NonNull;
+
+/// A pointer to a span in use. Spans are boxed and freed only when their pages are returned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SpanPtr(pub(crate) NonNull<Span>);
+// SAFETY: a span is shared between threads under the holder rule (span.rs); the pointer itself is
+// just an address.
+unsafe impl Send for SpanPtr {}
+
+impl SpanPtr {
+    /// # Safety
+    /// The span is in use (not yet freed).
+    #[inline]
+    pub(crate) unsafe fn get<'a>(self) -> &'a Span {
+        // SAFETY: spans in use are live boxes (caller's guarantee).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// The spans of one size class and kind that no thread holds.
+#[derive(Default)]
+pub(crate) struct Central {
+    /// Swept spans with at least one free slot.
+    pub(crate) partial: Vec<SpanPtr>,
+    /// Swept (or not yet swept, in a cycle's mark) spans with no free slot.
+    pub(crate) full: Vec<SpanPtr>,
+    /// Spans still to sweep in this cycle.
+    pub(crate) unswept: Vec<SpanPtr>,
+}
+
+/// Counters of the memory layer; all monotonic unless said otherwise.
+#[derive(Default)]
+pub(crate) struct MemoryCounters {
+    /// Bytes of objects (rounded to their slots) allocated since the heap began.
+    pub(crate) allocated_bytes: AtomicUsize,
+    pub(crate) allocated_objects: AtomicUsize,
+    pub(crate) freed_bytes: AtomicUsize,
+    pub(crate) freed_objects: AtomicUsize,
+}
+
+/// Everything the heap's memory consists of.
+pub(crate) struct Memory {
+    base: usize,
+    len: usize,
+    pages: Mutex<PageHeap>,
+    page_table: *const AtomicPtr<Span>,
+    page_table_bytes: usize,
+    centrals: Box<[CachePadded<Mutex<Central>>]>,
+    large: CachePadded<Mutex<Central>>,
+    /// Go's `sweepgen`: +2 every cycle (see span.rs).
+    pub(crate) sweepgen: AtomicU32,
+    /// Spans of this cycle not yet swept (0 when the sweep is done).
+    pub(crate) unswept: AtomicUsize,
+    pub(crate) counters: MemoryCounters,
+}
+
+// SAFETY: `page_table` points to a mapping the struct owns, accessed only through atomics.
+unsafe impl Send for Memory {}
+// SAFETY: as above; all other shared state is behind locks or atomics.
+unsafe impl Sync for Memory {}
+
+/// Out of address space in the reservation.
+#[derive(Debug)]
+pub(crate) struct Exhausted;
+
+impl Memory {
+    /// Reserves `len` bytes (a multiple of [`PAGE_SIZE`]) for a new heap.
+    pub(crate) fn new(len: usize) -> std::io::Result<Memory> {
+        let reservation = os::Reservation::new(len)?;
+        let base = reservation.base();
+        let page_table_bytes = (len >> PAGE_SHIFT) * std::mem::size_of::<AtomicPtr<Span>>();
+        // Zeroed anonymous memory is a table of null `AtomicPtr`s; untouched entries cost nothing.
+        let page_table = os::map_anonymous(page_table_bytes, libc::PROT_READ | libc::PROT_WRITE)?;
+        Ok(Memory {
+            base,
+            len,
+            pages: Mutex::new(PageHeap::new(reservation)),
+            page_table: page_table as *const AtomicPtr<Span>,
+            page_table_bytes,
+            centrals: (0..NUM_CLASSES * SpanKind::COUNT)
+                .map(|_| CachePadded::new(Mutex::new(Central::default())))
+                .collect(),
+            large: CachePadded::new(Mutex::new(Central::default())),
+            sweepgen: AtomicU32::new(2),
+            unswept: AtomicUsize::new(0),
+            counters: MemoryCounters::default(),
+        })
+    }
+
+    /// Start of the reservation.
+    #[inline]
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Length of the reservation.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `addr` lies inside this heap's reservation (one subtract and one compare).
+    #[inline]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base) < self.len
+    }
+
+    /// Bytes committed from the OS, and bytes in spans in use.
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        let p = self.pages.lock();
+        (p.committed(), p.in_use_pages * PAGE_SIZE)
+    }
+
+    #[inline]
+    fn page_entry(&self, addr: usize) -> &AtomicPtr<Span> {
+        debug_assert!(self.contains(addr));
+        // SAFETY: `addr` is inside the reservation, so its page number indexes the page table,
+        // which has one entry per page of the reservation and lives as long as `self`.
+        unsafe { &*self.page_table.add((addr - self.base) >> PAGE_SHIFT) }
+    }
+
+    /// The span holding `addr`, which must be inside an object of this heap.
+    ///
+    /// # Safety
+    /// `addr` lies inside an allocated object of this heap, so its span is in use.
+    #[inline]
+    pub(crate) unsafe fn span_of<'a>(&self, addr: usize) -> &'a Span {
+        let p = self.page_entry(addr).load(Ordering::Acquire);
+        debug_assert!(!p.is_null(), "no span at {addr:#x}");
+        // SAFETY: the page table maps every page of a span in use to it (module invariant), and
+        // the caller guarantees the span is in use.
+        unsafe { &*p }
+    }
+
+    #[inline]
+    fn central(&self, class: u8, kind: SpanKind) -> &Mutex<Central> {
+        &self.centrals[class as usize * SpanKind::COUNT + kind.index()]
+    }
+
+    /// Every central list, the large-object one last.
+    pub(crate) fn all_centrals(&self) -> impl Iterator<Item = &Mutex<Central>> {
+        self.centrals.iter().map(|c| &**c).chain(std::iter::once(&*self.large))
+    }
+
+    /// Takes pages for a new span and maps them in the page table.
+    fn new_span(&self, npages: usize, class: u8, kind: SpanKind, elem_size: usize) -> Result<SpanPtr, Exhausted> {
+        let base = self.pages.lock().alloc(npages).ok_or(Exhausted)?;
+        let span = Box::new(Span::new(base, npages, class, kind, elem_size, self.sweepgen.load(Ordering::Relaxed)));
+        let ptr = NonNull::from(Box::leak(span));
+        for p in 0..npages {
+            self.page_entry(base + p * PAGE_SIZE).store(ptr.as_ptr(), Ordering::Release);
+        }
+        Ok(SpanPtr(ptr))
+    }
+
+    /// Unmaps a dead span and returns its pages.
+    ///
+    /// # Safety
+    /// No object of the span is reachable or referenced, and nobody else holds the span.
+    unsafe fn free_span(&self, span: SpanPtr) {
+        // SAFETY: the caller hands over the only reference to a span box made in `new_span`.
+        let s = unsafe { Box::from_raw(span.0.as_ptr()) };
+        for p in 0..s.npages {
+            self.page_entry(s.base + p * PAGE_SIZE).store(std::ptr::null_mut(), Ordering::Release);
+        }
+        self.pages.lock().free(s.base, s.npages);
+    }
+
+    /// Puts a span no thread holds any more back on its central list.
+    ///
+    /// # Safety
+    /// The caller is the span's holder and gives it up.
+    pub(crate) unsafe fn release_span(&self, span: SpanPtr) {
+        // SAFETY: the caller is the holder.
+        let s = unsafe { span.get() };
+        let central = if s.class == Span::LARGE { &*self.large } else { self.central(s.class, s.kind) };
+        let mut c = central.lock();
+        // SAFETY: the caller is the holder until the span is on the list.
+        if unsafe { s.is_full() } {
+            c.full.push(span);
+        } else {
+            c.partial.push(span);
+        }
+    }
+
+    /// A span of `class`/`kind` with a free slot, for a cache: a swept partial span, else one swept
+    /// here (kinds without drop glue only: sweeping those runs no user code), else a fresh one.
+    pub(crate) fn refill(&self, class: u8, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
+        let central = self.central(class, kind);
+        loop {
+            let mut c = central.lock();
+            if let Some(s) = c.partial.pop() {
+                return Ok(s);
+            }
+            if kind.drop() {
+                break;
+            }
+            let Some(s) = c.unswept.pop() else { break };
+            drop(c);
+            // SAFETY: popping the span from `unswept` made us its holder; no-drop spans need no
+            // per-object work, so the empty callback is the whole sweep.
+            if let Some(s) = unsafe { self.sweep_span(s, |_| {}) } {
+                // SAFETY: we still hold it.
+                if !unsafe { s.get().is_full() } {
+                    return Ok(s);
+                }
+                central.lock().full.push(s);
+            }
+        }
+        let size = CLASS_SIZES[class as usize] as usize;
+        self.new_span(CLASS_PAGES[class as usize] as usize, class, kind, size)
+    }
+
+    /// A fresh span for one large object of `size` bytes, already holding its (only) slot.
+    pub(crate) fn alloc_large(&self, size: usize, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
+        let npages = size.div_ceil(PAGE_SIZE);
+        let span = self.new_span(npages, Span::LARGE, kind, npages * PAGE_SIZE)?;
+        // SAFETY: the span is new; we are its only holder.
+        let slot = unsafe { span.get().alloc_state().alloc_slow(1) };
+        debug_assert_eq!(slot, Some(0));
+        Ok(span)
+    }
+
+    /// Puts a new large-object span on its list (after its object is initialised).
+    pub(crate) fn publish_large(&self, span: SpanPtr) {
+        self.large.lock().full.push(span);
+    }
+
+    /// Starts a new sweep generation: every span not held by a cache becomes unswept. Called with
+    /// every cache released and the previous sweep finished (the collector's job), after marking.
+    pub(crate) fn begin_sweep(&self) {
+        debug_assert_eq!(self.unswept.load(Ordering::Relaxed), 0);
+        self.sweepgen.fetch_add(2, Ordering::AcqRel);
+        let mut n = 0;
+        for central in self.all_centrals() {
+            let mut c = central.lock();
+            let Central { partial, full, unswept } = &mut *c;
+            debug_assert!(unswept.is_empty());
+            unswept.append(partial);
+            unswept.append(full);
+            n += unswept.len();
+        }
+        self.unswept.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Pops one unswept span from any list (the sweeper's work source).
+    pub(crate) fn pop_unswept(&self) -> Option<SpanPtr> {
+        for central in self.all_centrals() {
+            let mut c = central.lock();
+            if let Some(s) = c.unswept.pop() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Sweeps a span its caller holds: calls `on_dead(payload-less object start)` for every object
+    /// that was allocated and is unmarked, then makes the marks the new alloc bits. Returns the
+    /// span if it still has live objects (the caller still holds it), or frees it and returns
+    /// `None`.
+    ///
+    /// # Safety
+    /// The caller holds the span (popped it from `unswept`), marking of this cycle has finished,
+    /// and no thread can reach the span's unmarked objects.
+    pub(crate) unsafe fn sweep_span(&self, span: SpanPtr, mut on_dead: impl FnMut(usize)) -> Option<SpanPtr> {
+        // SAFETY: the caller holds the span, so it is in use and its alloc state is ours.
+        let s = unsafe { span.get() };
+        // SAFETY: as above.
+        let st = unsafe { s.alloc_state() };
+        let sg = self.sweepgen.load(Ordering::Acquire);
+        s.sweepgen.store(sg - 1, Ordering::Relaxed);
+        let (mut live, mut dead) = (0usize, 0usize);
+        for w in 0..st.alloc_bits.len() {
+            let marked = s.mark_bits[w].load(Ordering::Acquire);
+            let mut dead_bits = st.allocated_word(w) & !marked;
+            while dead_bits != 0 {
+                let b = dead_bits.trailing_zeros() as usize;
+                dead_bits &= dead_bits - 1;
+                on_dead(s.slot_addr(w * 64 + b));
+                dead += 1;
+            }
+            st.alloc_bits[w] = marked;
+            s.mark_bits[w].store(0, Ordering::Relaxed);
+            live += marked.count_ones() as usize;
+        }
+        st.reset_after_sweep(live);
+        s.sweepgen.store(sg, Ordering::Release);
+        self.counters.freed_objects.fetch_add(dead, Ordering::Relaxed);
+        self.counters.freed_bytes.fetch_add(dead * s.elem_size, Ordering::Relaxed);
+        self.unswept.fetch_sub(1, Ordering::AcqRel);
+        if live == 0 {
+            // SAFETY: no object of the span is live, and we hold it.
+            unsafe { self.free_span(span) };
+            None
+        } else {
+            Some(span)
+        }
+    }
+
+    /// Visits every allocated object (its start address and span) of every span on a central list.
+    /// Used only when the heap is torn down and by the verifier, with every cache released.
+    pub(crate) fn for_each_allocated(&self, mut f: impl FnMut(usize, &Span)) {
+        for central in self.all_centrals() {
+            let c = central.lock();
+            for &sp in c.partial.iter().chain(&c.full).chain(&c.unswept) {
+                // SAFETY: spans on a list are in use, and with every cache released the list's lock
+                // makes us their holder for the duration.
+                let s = unsafe { sp.get() };
+                // SAFETY: as above.
+                let st = unsafe { s.alloc_state() };
+                for i in 0..s.nelems {
+                    if st.is_allocated(i) {
+                        f(s.slot_addr(i), s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees every span (heap teardown; every object is already dropped).
+    ///
+    /// # Safety
+    /// Nothing refers to any object of the heap any more.
+    pub(crate) unsafe fn free_all(&self) {
+        for central in self.all_centrals() {
+            let spans: Vec<SpanPtr> = {
+                let mut c = central.lock();
+                let Central { partial, full, unswept } = &mut *c;
+                partial.drain(..).chain(full.drain(..)).chain(unswept.drain(..)).collect()
+            };
+            for s in spans {
+                // SAFETY: the caller guarantees nothing refers to the heap's objects.
+                unsafe { self.free_span(s) };
+            }
+        }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        // SAFETY: spans still on lists are plain boxes; free them so their bitmaps are returned.
+        unsafe { self.free_all() };
+        // SAFETY: the page table mapping is ours and nothing uses it any more.
+        unsafe { os::unmap(self.page_table as usize, self.page_table_bytes) };
+    }
+}

@@ -1,0 +1,89 @@
+//! The object layout every heap object shares: a 16-byte header followed by the payload.
+//!
+//! ```text
+//!   object start (8-byte aligned; 16 when the payload needs it: see size_class.rs)
+//!   ├── info: &'static TypeInfo   trace and drop functions, element size, type name
+//!   ├── len:  usize               element count for `[T]` objects, 1 for sized objects
+//!   └── payload                   the `T` (or `len` consecutive `T`s), at start + 16
+//! ```
+//!
+//! GC references (`Member`, `Root`, `Gc`) all hold the *payload* address, so dereferencing a `Gc`
+//! is free; the collector steps back 16 bytes to find the header. The header is written by the
+//! allocating thread before the object is published (by a release store into a `Member` or the root
+//! table), so every thread that can reach an object sees a complete header.
+//!
+//! Invariant kept here: `info` and `len` never change while the object is reachable. (The one write
+//! after publication-time is `len = 0` by a panicking slice initializer, on an object nobody else
+//! has seen.)
+
+use crate::collector::Tracer;
+
+/// Bytes before the payload.
+pub(crate) const HEADER_SIZE: usize = 16;
+/// The largest payload alignment the heap supports (object starts are 16-byte aligned).
+pub(crate) const MAX_ALIGN: usize = 16;
+
+/// What the collector knows of a type: how to trace it, how to drop it, and what to call it.
+pub(crate) struct TypeInfo {
+    /// `std::any::type_name` of the payload (of the element type for arrays).
+    pub(crate) name: fn() -> &'static str,
+    /// Whether the payload can hold GC references (the type's `NEEDS_TRACE`).
+    pub(crate) needs_trace: bool,
+    /// Whether the payload has drop glue.
+    pub(crate) needs_drop: bool,
+    /// Visits the GC references of `len` elements at `payload`.
+    pub(crate) trace: unsafe fn(payload: *const u8, len: usize, tracer: &mut Tracer<'_>),
+    /// Runs the drop glue of `len` elements at `payload`.
+    pub(crate) drop: unsafe fn(payload: *mut u8, len: usize),
+}
+
+impl TypeInfo {
+    /// The info of a sized `T` or of arrays of `T`: both trace and drop `len` consecutive `T`s.
+    pub(crate) const fn of<T: crate::Trace>() -> TypeInfo {
+        TypeInfo {
+            name: std::any::type_name::<T>,
+            needs_trace: T::NEEDS_TRACE,
+            needs_drop: std::mem::needs_drop::<T>(),
+            trace: trace_elems::<T>,
+            drop: drop_elems::<T>,
+        }
+    }
+}
+
+/// # Safety
+/// `payload` points to `len` initialised `T`s that stay alive for the call.
+unsafe fn trace_elems<T: crate::Trace>(payload: *const u8, len: usize, tracer: &mut Tracer<'_>) {
+    // SAFETY: the caller guarantees `len` initialised `T`s at `payload`.
+    let elems = unsafe { std::slice::from_raw_parts(payload as *const T, len) };
+    for e in elems {
+        e.trace(tracer);
+    }
+}
+
+/// # Safety
+/// `payload` points to `len` initialised `T`s that nobody will use again.
+unsafe fn drop_elems<T>(payload: *mut u8, len: usize) {
+    // SAFETY: the caller guarantees `len` initialised, otherwise unused `T`s at `payload`.
+    unsafe { std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(payload as *mut T, len)) }
+}
+
+/// The header at the start of every object.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) info: &'static TypeInfo,
+    pub(crate) len: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
+
+impl Header {
+    /// The header of the object whose payload is at `payload`.
+    ///
+    /// # Safety
+    /// `payload` is the payload address of an allocated object whose header has been written.
+    #[inline]
+    pub(crate) unsafe fn of<'a>(payload: usize) -> &'a Header {
+        // SAFETY: by the caller's guarantee, a written header lies HEADER_SIZE bytes before.
+        unsafe { &*((payload - HEADER_SIZE) as *const Header) }
+    }
+}

@@ -1,0 +1,121 @@
+//! Telemetry: what the collector tells its users.
+//!
+//! The collector updates the counters in [`Telemetry`] as it runs (relaxed atomics: each counter is
+//! exact, a snapshot of several is not atomic as a whole); [`Stats`] is the snapshot a user reads,
+//! and its `Display` is one line.
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use std::fmt;
+use std::time::Duration;
+
+/// Counters the collector keeps.
+#[derive(Default)]
+pub(crate) struct Telemetry {
+    pub(crate) cycles: AtomicU64,
+    pub(crate) live_bytes: AtomicUsize,
+    pub(crate) live_objects: AtomicUsize,
+    pub(crate) goal: AtomicUsize,
+    pub(crate) drop_panics: AtomicU64,
+    /// Longest time a cycle waited for every thread to reach a scope boundary, in nanoseconds.
+    pub(crate) max_handshake_ns: AtomicU64,
+    /// Longest time a mutator waited on the collector, in nanoseconds.
+    pub(crate) max_stall_ns: AtomicU64,
+    /// Wall time of all cycles, in nanoseconds.
+    pub(crate) gc_wall_ns: AtomicU64,
+}
+
+impl Telemetry {
+    pub(crate) fn record_max(slot: &AtomicU64, d: Duration) {
+        slot.fetch_max(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a heap's counters, from [`Heap::stats`](crate::Heap::stats).
+///
+/// ```
+/// let heap = lowpause::Heap::new();
+/// let s = heap.stats();
+/// assert_eq!(s.cycles, 0);
+/// println!("{s}");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Collection cycles completed.
+    pub cycles: u64,
+    /// Bytes (object slots) marked live by the last cycle.
+    pub live_bytes: usize,
+    /// Objects marked live by the last cycle.
+    pub live_objects: usize,
+    /// Bytes allocated since the heap was created (object slots, headers included).
+    pub allocated_bytes: usize,
+    /// Objects allocated since the heap was created.
+    pub allocated_objects: usize,
+    /// Bytes freed by sweeping since the heap was created.
+    pub freed_bytes: usize,
+    /// Objects freed by sweeping since the heap was created.
+    pub freed_objects: usize,
+    /// The heap size at which the next cycle starts.
+    pub heap_goal: usize,
+    /// Bytes in spans in use (objects and their free slots).
+    pub heap_in_use: usize,
+    /// Bytes of the reservation committed from the OS.
+    pub heap_committed: usize,
+    /// Live `Root` handles.
+    pub roots: usize,
+    /// Attached mutator threads.
+    pub threads: usize,
+    /// Destructors that panicked (each was contained).
+    pub drop_panics: u64,
+    /// Longest time a cycle waited for the threads to reach a scope boundary.
+    pub max_handshake_wait: Duration,
+    /// Longest time any mutator waited on the collector.
+    pub max_mutator_stall: Duration,
+    /// Wall time spent in cycles, summed.
+    pub gc_time: Duration,
+}
+
+/// Formats a byte count with a binary unit.
+pub(crate) fn bytes(n: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lowpause: {} cycles, live {} ({} objects), goal {}, in use {}, committed {}, \
+             allocated {} ({} objects), freed {} objects, {} roots, {} threads, \
+             max handshake {:?}, max stall {:?}, gc time {:?}",
+            self.cycles,
+            bytes(self.live_bytes),
+            self.live_objects,
+            bytes(self.heap_goal),
+            bytes(self.heap_in_use),
+            bytes(self.heap_committed),
+            bytes(self.allocated_bytes),
+            self.allocated_objects,
+            self.freed_objects,
+            self.roots,
+            self.threads,
+            self.max_handshake_wait,
+            self.max_mutator_stall,
+            self.gc_time,
+        )?;
+        if self.drop_panics > 0 {
+            write!(f, ", {} destructor panics", self.drop_panics)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! `Trace`, `Leaf`, and their implementations for the std types a heap object commonly holds.
+//!
+//! `Trace` says how to find the GC references inside a value. `Leaf` says a type holds none at all,
+//! anywhere inside; std containers (`Vec`, `Box`, `HashMap`, locks...) implement `Trace` only for
+//! leaf contents, because they hand out `&mut` to their elements (through `&mut self` or a lock
+//! guard) and a `&mut Member` could be swapped out of the heap, past the write barrier. GC
+//! references therefore live only in fields of heap objects and in GC arrays, where they are
+//! reached by shared reference and mutated only through barriered methods.
+//!
+//! `Option`, tuples, arrays and `PhantomData` are transparent: they are `Trace` when their parts
+//! are, and `Leaf` when their parts are. `Cell` and `RefCell` are not `Sync`, so a heap object
+//! cannot hold them at all; use atomics or a `Mutex` of leaf data.
+
+use crate::collector::Tracer;
+
+/// A type the collector can trace: it visits every GC reference the value holds.
+///
+/// Derive it: `#[derive(Trace)]` visits every field and computes [`Trace::NEEDS_TRACE`]. Types
+/// whose constant is false are allocated in no-scan spans and never traced.
+///
+/// # Safety
+/// `trace` must visit every [`Member`](crate::Member) (and every other GC reference) reachable
+/// through `&self` without going through another heap object, and `NEEDS_TRACE` may be false only
+/// if there is none. A reference left unvisited may be freed while still in use.
+///
+/// ```
+/// use lowpause::{Heap, Member, Trace};
+///
+/// #[derive(Trace)]
+/// struct Node { value: u64, next: Member<Node> }
+///
+/// #[derive(Trace)]
+/// enum Shape { Circle(f64), Group(Member<Node>), Empty }
+///
+/// assert!(<Node as Trace>::NEEDS_TRACE);
+/// assert!(!<(u64, String) as Trace>::NEEDS_TRACE);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot live in the lowpause heap: it does not implement `Trace`",
+    label = "not `Trace`",
+    note = "add `#[derive(Trace)]` to the type (and `#[trace(leaf)]` if it holds no GC reference)"
+)]
+pub unsafe trait Trace {
+    /// Whether values of the type can hold GC references (false: never traced).
+    const NEEDS_TRACE: bool;
+
+    /// Visits every GC reference of `self`, by calling `trace` on each field that may hold one.
+    fn trace(&self, tracer: &mut Tracer<'_>);
+}
+
+/// A type that holds no GC reference anywhere inside. Std containers hold only `Leaf` values.
+///
+/// `#[derive(Trace)] #[trace(leaf)]` implements it after checking every field is `Leaf`.
+///
+/// # Safety
+/// No value of the type may contain a GC reference, directly or through any container.
+///
+/// ```
+/// use lowpause::{Leaf, Trace};
+///
+/// #[derive(Trace)]
+/// #[trace(leaf)]
+/// struct Point { x: f64, y: f64 }
+///
+/// #[derive(Trace)]
+/// struct Polygon { points: Vec<Point> } // Vec<T> is Trace because Point is Leaf
+///
+/// fn assert_leaf<T: Leaf>() {}
+/// assert_leaf::<Point>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` may hold GC references, so it cannot be kept in a std container or lock",
+    label = "std containers (Vec, Box, HashMap, Mutex...) hold only `Leaf` values",
+    note = "GC references must live in the GC heap: use `Scope::alloc_slice` for an array of `Member`s, or a field of a GC object; a type with no GC reference can be declared `#[trace(leaf)]`"
+)]
+pub unsafe trait Leaf: Trace {}
+
+macro_rules! leaf {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: the type holds no GC reference.
+        unsafe impl Trace for $t {
+            const NEEDS_TRACE: bool = false;
+            #[inline]
+            fn trace(&self, _: &mut Tracer<'_>) {}
+        }
+        // SAFETY: the type holds no GC reference.
+        unsafe impl Leaf for $t {}
+    )*};
+}
+
+leaf!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str,
+    std::time::Duration,
+    std::time::Instant,
+    std::time::SystemTime,
+    std::num::NonZeroU8,
+    std::num::NonZeroU16,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI32,
+    std::num::NonZeroI64,
+    std::cmp::Ordering,
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize,
+    std::path::PathBuf,
+    std::ffi::OsString,
+    std::ffi::CString,
+    Box<str>,
+    std::sync::Arc<str>,
+);
+
+/// Containers and wrappers that hand out `&mut T` (or own `T` off-heap): `Trace` only for leaves.
+macro_rules! leaf_container {
+    ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
+        // SAFETY: the contents are `Leaf`, so the container holds no GC reference.
+        unsafe impl<$($g)*> Trace for $t {
+            const NEEDS_TRACE: bool = false;
+            #[inline]
+            fn trace(&self, _: &mut Tracer<'_>) {}
+        }
+        // SAFETY: as above.
+        unsafe impl<$($g)*> Leaf for $t {}
+    )*};
+}
+
+leaf_container!(
+    [T: Leaf + ?Sized] Box<T>,
+    [T: Leaf] Vec<T>,
+    [T: Leaf] std::collections::VecDeque<T>,
+    [T: Leaf] std::collections::LinkedList<T>,
+    [T: Leaf] std::collections::BinaryHeap<T>,
+    [T: Leaf] std::collections::BTreeSet<T>,
+    [K: Leaf, V: Leaf] std::collections::BTreeMap<K, V>,
+    [T: Leaf, S: 'static] std::collections::HashSet<T, S>,
+    [K: Leaf, V: Leaf, S: 'static] std::collections::HashMap<K, V, S>,
+    [T: Leaf + ?Sized] std::sync::Arc<T>,
+    [T: Leaf + ?Sized] std::sync::Mutex<T>,
+    [T: Leaf + ?Sized] std::sync::RwLock<T>,
+    [T: Leaf] std::sync::OnceLock<T>,
+    [T: Leaf + ?Sized] std::cell::Cell<T>,
+    [T: Leaf + ?Sized] std::cell::RefCell<T>,
+    [T: Leaf + ?Sized] parking_lot::Mutex<T>,
+    [T: Leaf + ?Sized] parking_lot::RwLock<T>,
+    [T: ?Sized] std::marker::PhantomData<T>,
+);
+
+// SAFETY: visits the contained value, if any.
+unsafe impl<T: Trace> Trace for Option<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if let Some(v) = self {
+            v.trace(tracer);
+        }
+    }
+}
+// SAFETY: a leaf inside holds no GC reference.
+unsafe impl<T: Leaf> Leaf for Option<T> {}
+
+// SAFETY: visits both variants' contents.
+unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE || E::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        match self {
+            Ok(v) => v.trace(tracer),
+            Err(e) => e.trace(tracer),
+        }
+    }
+}
+// SAFETY: leaves inside hold no GC reference.
+unsafe impl<T: Leaf, E: Leaf> Leaf for Result<T, E> {}
+
+// SAFETY: visits every element.
+unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if T::NEEDS_TRACE {
+            for e in self {
+                e.trace(tracer);
+            }
+        }
+    }
+}
+// SAFETY: leaves inside hold no GC reference.
+unsafe impl<T: Leaf, const N: usize> Leaf for [T; N] {}
+
+macro_rules! tuple {
+    ($($n:tt $t:ident),+) => {
+        // SAFETY: visits every component.
+        unsafe impl<$($t: Trace),+> Trace for ($($t,)+) {
+            const NEEDS_TRACE: bool = false $(|| $t::NEEDS_TRACE)+;
+            #[inline]
+            fn trace(&self, tracer: &mut Tracer<'_>) {
+                $(self.$n.trace(tracer);)+
+            }
+        }
+        // SAFETY: leaves inside hold no GC reference.
+        unsafe impl<$($t: Leaf),+> Leaf for ($($t,)+) {}
+    };
+}
+tuple!(0 A);
+tuple!(0 A, 1 B);
+tuple!(0 A, 1 B, 2 C);
+tuple!(0 A, 1 B, 2 C, 3 D);
+tuple!(0 A, 1 B, 2 C, 3 D, 4 E);
+tuple!(0 A, 1 B, 2 C, 3 D, 4 E, 5 F);
+tuple!(0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G);
+tuple!(0 A, 1 B, 2 C, 3 D, 4 E, 5 F, 6 G, 7 H);
