@@ -69,8 +69,8 @@ pub unsafe trait Trace {
 /// assert_leaf::<Point>();
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` may hold GC references, so it cannot be kept in a std container or lock",
-    label = "std containers (Vec, Box, HashMap, Mutex...) hold only `Leaf` values",
+    message = "`{Self}` may hold GC references, so it is not `Leaf`",
+    label = "std containers and locks (Vec, Box, HashMap, Mutex...) hold only `Leaf` values, and every field of a `#[trace(leaf)]` type must be `Leaf`",
     note = "GC references must live in the GC heap: use `Scope::alloc_slice` for an array of `Member`s, or a field of a GC object; a type with no GC reference can be declared `#[trace(leaf)]`"
 )]
 pub unsafe trait Leaf: Trace {}
