@@ -27,6 +27,8 @@ pub(crate) const MAX_ALIGN: usize = 16;
 pub(crate) struct TypeInfo {
     /// `std::any::type_name` of the payload (of the element type for arrays).
     pub(crate) name: fn() -> &'static str,
+    /// Size of one element in bytes (of the whole payload for sized types).
+    pub(crate) size: usize,
     /// Whether the payload can hold GC references (the type's `NEEDS_TRACE`).
     pub(crate) needs_trace: bool,
     /// Whether the payload has drop glue.
@@ -42,6 +44,7 @@ impl TypeInfo {
     pub(crate) const fn of<T: crate::Trace>() -> TypeInfo {
         TypeInfo {
             name: std::any::type_name::<T>,
+            size: std::mem::size_of::<T>(),
             needs_trace: T::NEEDS_TRACE,
             needs_drop: std::mem::needs_drop::<T>(),
             trace: trace_elems::<T>,
@@ -85,5 +88,11 @@ impl Header {
     pub(crate) unsafe fn of<'a>(payload: usize) -> &'a Header {
         // SAFETY: by the caller's guarantee, a written header lies HEADER_SIZE bytes before.
         unsafe { &*((payload - HEADER_SIZE) as *const Header) }
+    }
+
+    /// Bytes the object occupies, header included (before rounding up to its slot).
+    #[inline]
+    pub(crate) fn object_size(&self) -> usize {
+        HEADER_SIZE + self.info.size * self.len
     }
 }

@@ -14,6 +14,16 @@ mod sealed {
 /// The types that can be GC objects: every `T: Trace + Send + Sync + 'static`, and slices `[T]` of
 /// them (made by [`Scope::alloc_slice`](crate::Scope::alloc_slice)). Implemented by the crate only.
 ///
+/// ```
+/// use lowpause::{GcObject, Root};
+/// fn keep_any<T: ?Sized + GcObject>(r: Root<T>) -> Root<T> { r.clone() }
+/// let heap = lowpause::Heap::new();
+/// let mut m = heap.attach();
+/// let slice: Root<[u8]> = m.scope(|s| s.root(s.alloc_slice(4, |i| i as u8)));
+/// let value: Root<u8> = m.scope(|s| s.root(s.alloc(4u8)));
+/// drop((keep_any(slice), keep_any(value)));
+/// ```
+///
 /// # Safety
 /// Implemented only here: `__from_payload` rebuilds a pointer to the object from its payload
 /// address (reading the length from the header for slices).

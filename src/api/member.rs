@@ -72,6 +72,20 @@ impl<T: ?Sized + GcObject> Member<T> {
     ///
     /// # Panics
     /// If this `Member` does not lie inside an object of the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{Heap, Member, Trace};
+    /// #[derive(Trace)]
+    /// struct Link { to: Member<u64> }
+    /// let heap = Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let l = s.alloc(Link { to: Member::null() });
+    ///     assert!(l.to.get(s).is_none());
+    ///     l.to.set(s, Some(s.alloc(3)));
+    ///     assert_eq!(*l.to.get(s).unwrap(), 3);
+    /// });
+    /// ```
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
         self.check(s, "get");
@@ -85,7 +99,15 @@ impl<T: ?Sized + GcObject> Member<T> {
     /// Points the member at `target` (or nulls it), through the write barrier.
     ///
     /// # Panics
-    /// If this `Member` does not lie inside an object of the scope's heap.
+    /// If this `Member` does not lie inside an object of the scope's heap (for example a
+    /// `Member::null()` on the stack):
+    ///
+    /// ```should_panic
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let on_stack = lowpause::Member::<u64>::null();
+    /// m.scope(|s| on_stack.set(s, Some(s.alloc(1)))); // panics: not inside the heap
+    /// ```
     #[inline]
     pub fn set<'s>(&self, s: &Scope<'s>, target: Option<Gc<'s, T>>) {
         self.check(s, "set");
@@ -102,6 +124,10 @@ impl<T: ?Sized + GcObject> Member<T> {
 
     /// Whether the member is null (no scope needed: the answer may change at once if another
     /// thread sets it).
+    ///
+    /// ```
+    /// assert!(lowpause::Member::<u64>::null().is_null());
+    /// ```
     #[inline]
     pub fn is_null(&self) -> bool {
         self.ptr.load(Ordering::Relaxed).is_null()

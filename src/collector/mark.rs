@@ -110,6 +110,12 @@ impl Marker {
             // SAFETY: only allocated, initialised objects are ever shaded; `p` is one, and it stays
             // allocated at least until this cycle's sweep, which starts after marking ends.
             let h = unsafe { Header::of(p) };
+            debug_assert!(
+                // SAFETY: `p` is an allocated object of this heap (as above).
+                h.object_size() <= unsafe { (*self.mem).span_of(p - HEADER_SIZE) }.elem_size,
+                "object of `{}` at {p:#x} overflows its slot",
+                (h.info.name)()
+            );
             let (trace, len) = (h.info.trace, h.len);
             let mut tracer = Tracer::marking(self);
             // SAFETY: `p` is an initialised object of `len` elements described by its header.

@@ -210,7 +210,9 @@ impl Collector {
             unsafe { self.give_back(rec) };
         }
 
-        // Mark.
+        // Mark. Entries left in the grey queue since the last cycle's final check (a root dropped
+        // just before its barrier went off) are stale: their objects were marked then.
+        self.grey_queue.lock().clear();
         self.barrier_on.store(true, Ordering::SeqCst);
         let mut marker = Marker::new(&self.memory);
         self.roots.for_each(|p| marker.shade(p));
