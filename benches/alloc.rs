@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench alloc`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lowpause::{Heap, Member, Trace};
+use lowpause::{Heap, Member, Mutator, Scope, Trace};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,19 @@ struct Node32 {
 
 const BATCH: u64 = 10_000;
 
+/// Times `iters` calls of `one`, in scopes of [`BATCH`] calls, scope entry and exit (and any
+/// collection they start) included.
+fn batched(m: &mut Mutator, iters: u64, mut one: impl FnMut(&Scope<'_>)) -> Duration {
+    let start = Instant::now();
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(BATCH);
+        m.scope(|s| (0..n).for_each(|_| one(s)));
+        left -= n;
+    }
+    start.elapsed()
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alloc_32B");
     g.throughput(Throughput::Elements(1));
@@ -42,40 +55,21 @@ fn bench(c: &mut Criterion) {
     let mut m = heap.attach();
     g.bench_function("lowpause::alloc(leaf)", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                m.scope(|s| {
-                    for _ in 0..n {
-                        black_box(s.alloc::<Leaf32>(black_box([1, 2, 3, 4])));
-                    }
-                });
-                left -= n;
-            }
-            start.elapsed()
+            batched(&mut m, iters, |s| {
+                black_box(s.alloc::<Leaf32>(black_box([1, 2, 3, 4])));
+            })
         })
     });
-
     g.bench_function("lowpause::alloc(node)", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                m.scope(|s| {
-                    for _ in 0..n {
-                        black_box(s.alloc(black_box(Node32 {
-                            value: 1,
-                            left: Member::null(),
-                            right: Member::null(),
-                            extra: 2,
-                        })));
-                    }
-                });
-                left -= n;
-            }
-            start.elapsed()
+            batched(&mut m, iters, |s| {
+                black_box(s.alloc(black_box(Node32 {
+                    value: 1,
+                    left: Member::null(),
+                    right: Member::null(),
+                    extra: 2,
+                })));
+            })
         })
     });
     g.finish();
