@@ -58,3 +58,21 @@ mod loom_lock {
 }
 #[cfg(loom)]
 pub(crate) use loom_lock::{Condvar, Mutex};
+
+/// One step of a bounded wait loop: spin briefly, then yield the CPU (loom: always yield).
+#[inline]
+pub(crate) fn spin_wait(step: u32) {
+    #[cfg(loom)]
+    {
+        let _ = step;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        if step < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}

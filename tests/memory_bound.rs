@@ -44,7 +44,9 @@ fn garbage_does_not_grow_resident_memory() {
     println!("{st}\nresident growth {} MiB for {} MiB live", grown >> 20, live >> 20);
     assert!(st.cycles >= 50, "{st}");
     assert!(st.allocated_bytes >= TOTAL, "{st}");
-    assert!(grown < 4 * live, "resident memory grew by {grown} bytes for a live set of {live}: {st}");
+    // The heap may overshoot its goal (2 × live) while a concurrent cycle runs; 5 × live bounds
+    // that with room for the collector's threads.
+    assert!(grown < 5 * live, "resident memory grew by {grown} bytes for a live set of {live}: {st}");
     // And the live data is the latest generation.
     m.scope(|s| {
         let t = table.get(s);

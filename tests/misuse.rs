@@ -130,7 +130,9 @@ impl Drop for UsesHeapInDrop {
 
 #[test]
 fn scope_and_attach_from_drop_glue_panic() {
-    let heap = Heap::new();
+    // Synchronous mode: the drop glue runs in `collect`, on this thread, where the destructor
+    // finds the thread-local Mutator.
+    let heap = Heap::builder().workers(0).build().unwrap();
     let mut m = heap.attach();
     // The destructor reaches for a Mutator of another heap on this thread.
     THREAD_MUTATOR.with(|t| *t.borrow_mut() = Some(Heap::new().attach()));

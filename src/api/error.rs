@@ -16,6 +16,10 @@ pub enum ConfigError {
     GcPercent(i64),
     /// `max_heap` outside the supported range.
     MaxHeap(usize),
+    /// `workers` above the supported maximum.
+    Workers(usize),
+    /// The OS refused to start the collector's threads.
+    Spawn(std::io::Error),
     /// The OS refused to reserve the heap's address space.
     Reserve {
         /// The size asked for.
@@ -41,6 +45,10 @@ impl fmt::Display for ConfigError {
                 super::heap::MIN_MAX_HEAP,
                 super::heap::MAX_MAX_HEAP
             ),
+            ConfigError::Workers(v) => {
+                write!(f, "invalid workers {v}: it must be between 0 and {}", super::heap::MAX_WORKERS)
+            }
+            ConfigError::Spawn(e) => write!(f, "could not start the collector's threads: {e}"),
             ConfigError::Reserve { bytes, error } => {
                 write!(f, "could not reserve {bytes} bytes of address space for the heap: {error}")
             }
@@ -51,7 +59,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConfigError::Reserve { error, .. } => Some(error),
+            ConfigError::Reserve { error, .. } | ConfigError::Spawn(error) => Some(error),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 
 use super::error::ConfigError;
 use super::mutator::Mutator;
+use crate::collector::workers::Workers;
 use crate::collector::{Collector, Config};
 use crate::memory::size_class::PAGE_SIZE;
 use crate::sync::Arc;
@@ -12,6 +13,7 @@ pub(crate) const MAX_GC_PERCENT: i64 = 100_000;
 pub(crate) const MIN_MAX_HEAP: usize = 16 << 20;
 pub(crate) const MAX_MAX_HEAP: usize = 1 << 46;
 const DEFAULT_MAX_HEAP: usize = 64 << 30;
+pub(crate) const MAX_WORKERS: usize = 256;
 
 /// A garbage-collected heap: a cheap, cloneable handle that any thread may hold.
 ///
@@ -41,7 +43,31 @@ const DEFAULT_MAX_HEAP: usize = 64 << 30;
 /// ```
 #[derive(Clone)]
 pub struct Heap {
-    pub(crate) inner: Arc<Collector>,
+    pub(crate) inner: Arc<Shared>,
+}
+
+/// What every user-facing handle (`Heap`, `Mutator`, `Root`) shares: the collector and its
+/// background threads. When the last handle goes, the threads are stopped and joined here, so the
+/// collector is torn down on the thread that dropped that handle.
+pub(crate) struct Shared {
+    pub(crate) collector: Arc<Collector>,
+    workers: Option<Workers>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(w) = self.workers.take() {
+            if w.is_current() {
+                // A destructor running on a GC thread dropped the last handle (only possible
+                // through a hand-written `Trace` impl holding one). That thread cannot join
+                // itself: tell the threads to stop and let them exit on their own.
+                self.collector.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::mem::forget(w);
+            } else {
+                w.stop();
+            }
+        }
+    }
 }
 
 impl Heap {
@@ -68,7 +94,7 @@ impl Heap {
     /// # drop(heap);
     /// ```
     pub fn builder() -> HeapBuilder {
-        HeapBuilder { gc_percent: 100, max_heap: DEFAULT_MAX_HEAP }
+        HeapBuilder { gc_percent: 100, max_heap: DEFAULT_MAX_HEAP, workers: None, verify: None }
     }
 
     /// Makes the calling thread a mutator of this heap. Dropping the [`Mutator`] detaches it.
@@ -98,7 +124,7 @@ impl Heap {
     /// assert_eq!(heap.stats().allocated_objects, 1);
     /// ```
     pub fn stats(&self) -> Stats {
-        self.inner.stats()
+        self.inner.collector.stats()
     }
 }
 
@@ -110,7 +136,9 @@ impl Default for Heap {
 
 impl std::fmt::Debug for Heap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heap").field("base", &format_args!("{:#x}", self.inner.memory.base())).finish_non_exhaustive()
+        f.debug_struct("Heap")
+            .field("base", &format_args!("{:#x}", self.inner.collector.memory.base()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,6 +154,8 @@ impl std::fmt::Debug for Heap {
 pub struct HeapBuilder {
     gc_percent: i64,
     max_heap: usize,
+    workers: Option<usize>,
+    verify: Option<bool>,
 }
 
 impl HeapBuilder {
@@ -153,6 +183,37 @@ impl HeapBuilder {
         self
     }
 
+    /// Background mark workers. Each cycle also has one coordinator thread that runs the
+    /// handshakes and the background sweep. `0` starts no thread at all: every cycle then runs
+    /// in the mutators, in allocation slow paths, at scope boundaries and in
+    /// [`Mutator::collect`] (deterministic, for tests and for embedders that want no threads).
+    /// Accepted: 0 to 256. Default: a quarter of the CPUs, at least 1 (Go's 25 %).
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().workers(0).build().unwrap();
+    /// assert_eq!(heap.stats().workers, 0);
+    /// ```
+    pub fn workers(mut self, n: usize) -> HeapBuilder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Verification mode (Go's `gccheckmark`): after every mark, before anything is swept, the
+    /// whole heap is traced again from the roots, and a reachable object left unmarked makes
+    /// the collector panic, naming the object's type. Slow; for tests. Default: on if the
+    /// environment variable `LOWPAUSE_VERIFY` is `1`.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().verify(true).build().unwrap();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| { s.alloc(1u64); });
+    /// m.collect(); // marks, verifies, sweeps
+    /// ```
+    pub fn verify(mut self, on: bool) -> HeapBuilder {
+        self.verify = Some(on);
+        self
+    }
+
     /// Validates the settings and creates the heap.
     ///
     /// # Errors
@@ -164,9 +225,18 @@ impl HeapBuilder {
         if !(MIN_MAX_HEAP..=MAX_MAX_HEAP).contains(&self.max_heap) {
             return Err(ConfigError::MaxHeap(self.max_heap));
         }
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(4).max(1));
+        if workers > MAX_WORKERS {
+            return Err(ConfigError::Workers(workers));
+        }
+        let verify = self.verify.unwrap_or_else(|| std::env::var("LOWPAUSE_VERIFY").is_ok_and(|v| v == "1"));
         let max_heap = self.max_heap.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let config = Config { gc_percent: self.gc_percent as u32, max_heap };
-        let inner = Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?;
-        Ok(Heap { inner: Arc::new(inner) })
+        let config = Config { gc_percent: self.gc_percent as u32, max_heap, workers, verify };
+        let collector =
+            Arc::new(Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?);
+        let workers = if workers > 0 { Some(Workers::start(&collector).map_err(ConfigError::Spawn)?) } else { None };
+        Ok(Heap { inner: Arc::new(Shared { collector, workers }) })
     }
 }

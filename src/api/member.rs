@@ -114,12 +114,13 @@ impl<T: ?Sized + GcObject> Member<T> {
         let new = target.map_or(std::ptr::null_mut(), |g| g.payload().as_ptr());
         let c = s.collector();
         if c.barrier_on() {
-            let old = self.ptr.load(Ordering::Relaxed);
             // SAFETY: `s` is the calling thread's scope, so its record is the thread's own and the
-            // thread is inside a scope.
-            unsafe { c.write_barrier_slow(s.record(), old as usize, new as usize) };
+            // thread is inside a scope; the member lies in this heap (checked above) and `new` is
+            // null or an object of this heap (a `Gc` of this scope).
+            unsafe { c.barriered_store(s.record(), &self.ptr, new) };
+        } else {
+            self.ptr.store(new, Ordering::Release);
         }
-        self.ptr.store(new, Ordering::Release);
     }
 
     /// Whether the member is null (no scope needed: the answer may change at once if another

@@ -1,8 +1,9 @@
 //! `Mutator`: a thread's membership of a heap, and the entry to mutation scopes.
 
+use super::heap::Shared;
 use super::scope::Scope;
 use crate::collector::mutator::ThreadRecord;
-use crate::collector::{sweep, Collector, Trigger};
+use crate::collector::{sweep, Collector};
 use crate::sync::Arc;
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -27,13 +28,13 @@ thread_local! {
 /// assert_eq!(sum, 42);
 /// ```
 pub struct Mutator {
-    heap: Arc<Collector>,
+    shared: Arc<Shared>,
     rec: Arc<ThreadRecord>,
     _not_send: PhantomData<*mut ()>,
 }
 
 impl Mutator {
-    pub(crate) fn new(heap: Arc<Collector>) -> Mutator {
+    pub(crate) fn new(shared: Arc<Shared>) -> Mutator {
         if sweep::in_drop_glue() {
             panic!(
                 "lowpause: Heap::attach called from the drop glue of a GC object; destructors of \
@@ -41,7 +42,7 @@ impl Mutator {
                  the object dies, or send it to another thread"
             );
         }
-        let key = Arc::as_ptr(&heap) as usize;
+        let key = Arc::as_ptr(&shared) as usize;
         ATTACHED.with(|a| {
             let mut a = a.borrow_mut();
             if a.contains(&key) {
@@ -53,8 +54,8 @@ impl Mutator {
             }
             a.push(key);
         });
-        let rec = heap.attach();
-        Mutator { heap, rec, _not_send: PhantomData }
+        let rec = shared.collector.attach();
+        Mutator { shared, rec, _not_send: PhantomData }
     }
 
     /// Runs `f` in a mutation scope, where GC objects can be allocated and read.
@@ -66,7 +67,9 @@ impl Mutator {
     /// thread's next scope boundary (so keep scopes short in long-running loops, and open a fresh
     /// scope per batch of work).
     ///
-    /// A scope boundary is also where a cycle starts when the heap has passed its goal.
+    /// Scope boundaries are safepoints: here the thread answers the collector's requests (so a
+    /// thread that stays in one scope for long delays the cycle's progress, never another
+    /// thread), and here, in synchronous mode (`workers(0)`), it does the cycle's work.
     ///
     /// # Panics
     /// If called from the drop glue of a GC object. A panic inside `f` leaves the scope cleanly.
@@ -96,10 +99,9 @@ impl Mutator {
                  before the object dies, or queue it and run it from an ordinary scope"
             );
         }
-        if self.heap.trigger_passed() {
-            self.heap.collect(Trigger::Heap);
-        }
-        self.heap.enter(&self.rec);
+        let collector = &*self.shared.collector;
+        collector.check_verify_failure();
+        collector.enter(&self.rec);
         /// Leaves the scope on every exit path, unwinding included.
         struct Exit<'a>(&'a Collector, &'a ThreadRecord);
         impl Drop for Exit<'_> {
@@ -109,21 +111,22 @@ impl Mutator {
                 unsafe { self.0.exit(self.1) };
             }
         }
-        let exit = Exit(&self.heap, &self.rec);
-        let r = f(&Scope::new(&self.heap, &self.rec));
+        let exit = Exit(collector, &self.rec);
+        let r = f(&Scope::new(&self.shared, &self.rec));
         drop(exit);
-        if self.heap.trigger_passed() {
-            self.heap.collect(Trigger::Heap);
-        }
         r
     }
 
-    /// Runs a full collection now: marks everything reachable from roots, then sweeps the whole
-    /// heap (running the drop glue of dead objects) before returning.
+    /// Runs a full collection: a whole cycle that starts after this call, marking everything
+    /// reachable from roots and sweeping the whole heap (running the drop glue of dead objects),
+    /// before returning.
     ///
     /// It waits for every other attached thread to reach its next scope boundary (threads outside
     /// every scope do not delay it), and it cannot be called inside a scope: `scope` borrows the
     /// `Mutator`.
+    ///
+    /// # Panics
+    /// If verification mode found a collector bug.
     ///
     /// ```
     /// let heap = lowpause::Heap::new();
@@ -133,7 +136,7 @@ impl Mutator {
     /// assert_eq!(heap.stats().freed_objects, 1);
     /// ```
     pub fn collect(&mut self) {
-        self.heap.collect(Trigger::Explicit);
+        self.shared.collector.collect();
     }
 
     /// The heap this mutator belongs to.
@@ -144,14 +147,14 @@ impl Mutator {
     /// assert_eq!(m.heap().stats().threads, 1);
     /// ```
     pub fn heap(&self) -> crate::Heap {
-        crate::Heap { inner: self.heap.clone() }
+        crate::Heap { inner: self.shared.clone() }
     }
 }
 
 impl Drop for Mutator {
     fn drop(&mut self) {
-        self.heap.detach(&self.rec);
-        let key = Arc::as_ptr(&self.heap) as usize;
+        self.shared.collector.detach(&self.rec);
+        let key = Arc::as_ptr(&self.shared) as usize;
         // The thread-local may already be gone if this runs in a thread-local destructor.
         let _ = ATTACHED.try_with(|a| a.borrow_mut().retain(|&k| k != key));
     }

@@ -1,8 +1,8 @@
 //! `Root<T>`: a handle that keeps an object alive from anywhere.
 
 use super::gc::{Gc, GcObject};
+use super::heap::Shared;
 use super::scope::Scope;
-use crate::collector::Collector;
 use crate::sync::Arc;
 use std::fmt;
 use std::ptr::NonNull;
@@ -25,7 +25,7 @@ use std::ptr::NonNull;
 /// }).join().unwrap();
 /// ```
 pub struct Root<T: ?Sized + GcObject> {
-    heap: Arc<Collector>,
+    heap: Arc<Shared>,
     slot: u32,
     ptr: NonNull<T>,
 }
@@ -37,11 +37,12 @@ unsafe impl<T: ?Sized + GcObject> Send for Root<T> {}
 unsafe impl<T: ?Sized + GcObject> Sync for Root<T> {}
 
 impl<T: ?Sized + GcObject> Root<T> {
-    pub(crate) fn new(c: &Collector, gc: Gc<'_, T>) -> Root<T> {
-        let payload = gc.payload();
-        c.shade_for_root(payload.as_ptr() as usize);
-        let slot = c.roots.add(payload.as_ptr() as usize);
-        Root { heap: c.arc(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
+    pub(crate) fn new(shared: &Arc<Shared>, gc: Gc<'_, T>) -> Root<T> {
+        let payload = gc.payload().as_ptr() as usize;
+        let c = &shared.collector;
+        c.shade_for_root(payload);
+        let slot = c.roots.add(payload);
+        Root { heap: shared.clone(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
     }
 
     /// The rooted object, in scope `s`.
@@ -57,7 +58,7 @@ impl<T: ?Sized + GcObject> Root<T> {
     /// ```
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>) -> Gc<'s, T> {
-        if !std::ptr::eq(Arc::as_ptr(&self.heap), s.collector()) {
+        if !Arc::ptr_eq(&self.heap, s.shared()) {
             wrong_heap();
         }
         // SAFETY: the root keeps the object allocated; it is initialised and of type `T`, and
@@ -78,16 +79,17 @@ fn wrong_heap() -> ! {
 impl<T: ?Sized + GcObject> Clone for Root<T> {
     fn clone(&self) -> Self {
         let payload = self.ptr.cast::<u8>().as_ptr() as usize;
-        self.heap.shade_for_root(payload);
-        let slot = self.heap.roots.add(payload);
+        self.heap.collector.shade_for_root(payload);
+        let slot = self.heap.collector.roots.add(payload);
         Root { heap: self.heap.clone(), slot, ptr: self.ptr }
     }
 }
 
 impl<T: ?Sized + GcObject> Drop for Root<T> {
     fn drop(&mut self) {
-        self.heap.shade_for_root(self.ptr.cast::<u8>().as_ptr() as usize);
-        self.heap.roots.remove(self.slot);
+        let c = &self.heap.collector;
+        c.shade_for_root(self.ptr.cast::<u8>().as_ptr() as usize);
+        c.roots.remove(self.slot);
     }
 }
 

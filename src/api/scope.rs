@@ -1,12 +1,14 @@
 //! `Scope<'s>`: a mutation scope, where objects are allocated and GC pointers are valid.
 
 use super::gc::{Gc, GcObject};
+use super::heap::Shared;
 use super::root::Root;
 use crate::collector::mutator::ThreadRecord;
 use crate::collector::Collector;
 use crate::memory::size_class::class_of;
 use crate::memory::span::SpanKind;
 use crate::object::{Header, TypeInfo, HEADER_SIZE, MAX_ALIGN};
+use crate::sync::Arc;
 use crate::Trace;
 use std::marker::PhantomData;
 use std::mem::{needs_drop, size_of};
@@ -29,6 +31,7 @@ use std::ptr::NonNull;
 /// });
 /// ```
 pub struct Scope<'s> {
+    shared: &'s Arc<Shared>,
     collector: &'s Collector,
     rec: &'s ThreadRecord,
     /// Invariant in `'s`, and neither `Send` nor `Sync`.
@@ -48,8 +51,13 @@ impl<T: Trace> Layout<T> {
 }
 
 impl<'s> Scope<'s> {
-    pub(crate) fn new(collector: &'s Collector, rec: &'s ThreadRecord) -> Scope<'s> {
-        Scope { collector, rec, _brand: PhantomData }
+    pub(crate) fn new(shared: &'s Arc<Shared>, rec: &'s ThreadRecord) -> Scope<'s> {
+        Scope { shared, collector: &shared.collector, rec, _brand: PhantomData }
+    }
+
+    #[inline(always)]
+    pub(crate) fn shared(&self) -> &'s Arc<Shared> {
+        self.shared
     }
 
     #[inline(always)]
@@ -188,7 +196,7 @@ impl<'s> Scope<'s> {
     /// m.scope(|s| assert_eq!(*r.get(s), 99));
     /// ```
     pub fn root<T: ?Sized + GcObject>(&self, gc: Gc<'s, T>) -> Root<T> {
-        Root::new(self.collector, gc)
+        Root::new(self.shared, gc)
     }
 
     /// The heap this scope belongs to.
@@ -199,6 +207,6 @@ impl<'s> Scope<'s> {
     /// m.scope(|s| assert_eq!(s.heap().stats().threads, 1));
     /// ```
     pub fn heap(&self) -> crate::Heap {
-        crate::Heap { inner: self.collector.arc() }
+        crate::Heap { inner: self.shared.clone() }
     }
 }

@@ -1,39 +1,45 @@
-//! The collector: the cycle state machine, the handshake with mutator threads, the barrier,
+//! The collector: the cycle state machine, the handshakes with mutator threads, the barrier,
 //! marking, sweeping and pacing. It drives the memory layer and never names a type of the public
 //! API (the API layer calls down into it, never the reverse).
 //!
-//! One cycle, as this version runs it:
+//! No thread is ever stopped. A cycle (cycle.rs) posts three requests that each thread answers
+//! at its own safepoints (handshake.rs): *barrier on*, *snapshot* (from which it allocates
+//! black), and *release* (its cached spans go to the sweep, and it allocates white again).
+//! Threads outside every scope are answered for. Between the first two answers, background
+//! markers (mark.rs) trace from the roots while the barrier (barrier.rs) greys whatever mutators
+//! overwrite or store; termination is a sequence of rounds that find no grey work anywhere.
+//! Then the spans are swept in the background and, lazily, by allocating threads (sweep.rs).
 //!
-//! 1. *Finish the previous sweep* (mark bits are never reused under a running sweep).
-//! 2. *Handshake*: every attached thread is taken at its next scope boundary (at once if it is
-//!    outside every scope); its cache is handed back and its barrier buffer flushed. The time
-//!    this waited is recorded.
-//! 3. *Barrier on; mark*: shade the root table, then drain grey objects (and the shared grey
-//!    queue) until none is left.
-//! 4. *Barrier off; new sweep generation*; compute the heap goal; release the threads.
-//! 5. *Sweep*: the cycle's thread sweeps every span, running drop glue outside every scope and
-//!    lock; allocating threads sweep spans without drop glue lazily as they need them.
+//! Safepoints: scope entry and exit, and every allocation slow path. The fast path of allocation
+//! and of the barrier never looks at the cycle at all.
 //!
-//! The cycle runs on the thread that asked for it (`Mutator::collect`, or a scope boundary that
-//! found the heap past its trigger). Invariants:
-//! - at most one cycle at a time (`cycle_lock`);
-//! - every object reachable from a root when marking starts is marked before sweeping starts;
-//! - no drop glue runs while a thread is held or a collector lock is held.
+//! Invariants:
+//! - at most one driver advances the cycle at a time (`cycle` lock);
+//! - a cycle starts only after the previous sweep finished (mark bits are never reused under a
+//!   running sweep);
+//! - every object reachable from a root or a thread when marking terminates is marked;
+//! - drop glue runs only on a driver outside every scope, holding no lock a mutator needs.
 
 pub(crate) mod barrier;
+pub(crate) mod cycle;
+pub(crate) mod handshake;
 pub(crate) mod mark;
 pub(crate) mod mutator;
 pub(crate) mod pacer;
 pub(crate) mod roots;
 pub(crate) mod sweep;
+pub(crate) mod verify;
+pub(crate) mod workers;
 
 pub use mark::Tracer;
 
 use crate::memory::span::SpanKind;
 use crate::memory::{Memory, SpanPtr};
-use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::telemetry::{Stats, Telemetry};
-use mark::Marker;
+use cycle::{CycleState, Drive, Phase};
+use handshake::{level, LEVEL_BARRIER, LEVEL_SNAPSHOT};
+use mark::MarkQueue;
 use mutator::{Registry, ThreadRecord};
 use pacer::Pacer;
 use roots::RootTable;
@@ -44,15 +50,10 @@ use std::time::{Duration, Instant};
 pub(crate) struct Config {
     pub(crate) gc_percent: u32,
     pub(crate) max_heap: usize,
-}
-
-/// Why a cycle runs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Trigger {
-    /// The heap passed its goal (skipped if another cycle got there first).
-    Heap,
-    /// `Mutator::collect`.
-    Explicit,
+    /// Background mark workers; 0 runs every cycle synchronously in the mutators.
+    pub(crate) workers: usize,
+    /// Re-mark the heap after every mark and panic on anything reachable left unmarked.
+    pub(crate) verify: bool,
 }
 
 /// A heap's collector and everything it owns.
@@ -60,28 +61,36 @@ pub(crate) struct Collector {
     pub(crate) memory: Memory,
     pub(crate) roots: RootTable,
     pub(crate) registry: Registry,
+    pub(crate) config: Config,
     barrier_on: AtomicBool,
-    /// Grey objects from flushed barrier buffers and root operations.
-    grey_queue: Mutex<Vec<usize>>,
-    cycle_lock: Mutex<()>,
+    /// Background markers should look for work.
+    pub(crate) marking: AtomicBool,
+    pub(crate) mark: MarkQueue,
+    cycle: Mutex<CycleState>,
+    /// The current phase, readable without the cycle lock.
+    phase: AtomicU32,
+    gc_requested: AtomicBool,
+    /// Cycles started and completed (a cycle is complete when its sweep is).
+    started: AtomicU64,
+    completed: AtomicU64,
+    done_lock: Mutex<()>,
+    done_cv: Condvar,
+    /// The coordinator sleeps here between steps.
+    coordinator_lock: Mutex<()>,
+    coordinator_cv: Condvar,
+    pub(crate) shutdown: AtomicBool,
+    /// Greying events (any thread): termination rounds compare it.
+    grey_events: AtomicU64,
+    /// Bytes marked by this cycle so far.
+    marked_bytes: AtomicUsize,
     pacer: Mutex<Pacer>,
-    /// A cycle starts once `memory.counters.allocated_bytes` reaches this.
+    /// A cycle is requested once `memory.counters.allocated_bytes` reaches this.
     next_gc_at: AtomicUsize,
+    verify_failure: Mutex<Option<String>>,
     pub(crate) telemetry: Telemetry,
 }
 
 impl Collector {
-    /// Another strong handle to this collector, which always lives in an `Arc`.
-    pub(crate) fn arc(&self) -> crate::sync::Arc<Collector> {
-        // SAFETY: every `Collector` is created inside an `Arc` (by `HeapBuilder::build`) and is
-        // only reached through one that is alive for the call, so the count is at least 1.
-        unsafe {
-            let p = self as *const Collector;
-            crate::sync::Arc::increment_strong_count(p);
-            crate::sync::Arc::from_raw(p)
-        }
-    }
-
     pub(crate) fn new(config: Config) -> std::io::Result<Collector> {
         let pacer = Pacer { gc_percent: config.gc_percent };
         let goal = pacer.goal(0);
@@ -89,11 +98,25 @@ impl Collector {
             memory: Memory::new(config.max_heap)?,
             roots: RootTable::default(),
             registry: Registry::default(),
+            config,
             barrier_on: AtomicBool::new(false),
-            grey_queue: Mutex::new(Vec::new()),
-            cycle_lock: Mutex::new(()),
+            marking: AtomicBool::new(false),
+            mark: MarkQueue::default(),
+            cycle: Mutex::new(CycleState::new()),
+            phase: AtomicU32::new(Phase::Idle as u32),
+            gc_requested: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            done_lock: Mutex::new(()),
+            done_cv: Condvar::new(),
+            coordinator_lock: Mutex::new(()),
+            coordinator_cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            grey_events: AtomicU64::new(0),
+            marked_bytes: AtomicUsize::new(0),
             pacer: Mutex::new(pacer),
             next_gc_at: AtomicUsize::new(goal),
+            verify_failure: Mutex::new(None),
             telemetry: Telemetry::default(),
         };
         c.telemetry.goal.store(goal, Ordering::Relaxed);
@@ -114,17 +137,49 @@ impl Collector {
         size: usize,
         kind: SpanKind,
     ) -> (usize, Option<SpanPtr>) {
-        // SAFETY: the thread is inside a scope, so it owns its cache.
+        if let Some(class) = class {
+            // SAFETY: the thread is inside a scope, so it owns its cache.
+            if let Some(a) = unsafe { rec.cache() }.alloc_fast(class, kind) {
+                return (a, None);
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.alloc_slow(rec, class, size, kind) }
+    }
+
+    /// The allocation slow path, and a safepoint: answers requests that need no scope boundary,
+    /// requests a cycle when the heap passed its trigger, and in synchronous mode advances it.
+    ///
+    /// # Safety
+    /// As for [`Collector::alloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(
+        &self,
+        rec: &ThreadRecord,
+        class: Option<u8>,
+        size: usize,
+        kind: SpanKind,
+    ) -> (usize, Option<SpanPtr>) {
+        // SAFETY: the thread is inside a scope and owns its record.
+        unsafe { self.answer(rec, false) };
+        if self.trigger_passed() {
+            self.request();
+        }
+        if self.drives_itself() {
+            self.advance(Drive::SlowPath);
+            // SAFETY: as above; the step may have posted a new request.
+            unsafe { self.answer(rec, false) };
+        }
+        // SAFETY: the thread owns its cache.
         let cache = unsafe { rec.cache() };
-        match class {
-            Some(class) => match cache.alloc_small(&self.memory, class, kind) {
-                Ok(a) => (a, None),
-                Err(_) => self.exhausted(size),
-            },
-            None => match cache.alloc_large(&self.memory, size, kind) {
-                Ok((a, sp)) => (a, Some(sp)),
-                Err(_) => self.exhausted(size),
-            },
+        let r = match class {
+            Some(class) => cache.alloc_small(&self.memory, class, kind).map(|a| (a, None)),
+            None => cache.alloc_large(&self.memory, size, kind).map(|(a, sp)| (a, Some(sp))),
+        };
+        match r {
+            Ok(r) => r,
+            Err(_) => self.exhausted(size),
         }
     }
 
@@ -144,130 +199,156 @@ impl Collector {
         self.memory.counters.allocated_bytes.load(Ordering::Relaxed) >= self.next_gc_at.load(Ordering::Relaxed)
     }
 
+    /// Asks for a cycle (it starts once the previous sweep is done). Never waits.
+    pub(crate) fn request(&self) {
+        if !self.gc_requested.swap(true, Ordering::AcqRel) {
+            self.wake_coordinator();
+        }
+    }
+
+    pub(crate) fn wake_coordinator(&self) {
+        if self.config.workers > 0 {
+            let _g = self.coordinator_lock.lock();
+            self.coordinator_cv.notify_all();
+        }
+    }
+
+    /// The coordinator's nap between steps that found nothing to do.
+    pub(crate) fn coordinator_wait(&self, timeout: Duration) {
+        let mut g = self.coordinator_lock.lock();
+        if !self.shutdown.load(Ordering::Acquire) {
+            self.coordinator_cv.wait_for(&mut g, timeout);
+        }
+    }
+
+    /// Answers the current request from a safepoint of `rec`'s thread. `boundary`: a scope
+    /// boundary (the thread holds no GC pointer), where a snapshot request can be answered.
+    ///
+    /// # Safety
+    /// `rec` is the calling thread's record and the thread is inside a scope.
+    #[inline]
+    pub(crate) unsafe fn answer(&self, rec: &ThreadRecord, boundary: bool) {
+        let token = self.registry.token.load(Ordering::Acquire);
+        let acked = rec.state.acked();
+        if acked >= token {
+            return;
+        }
+        let answered = match level(token) {
+            LEVEL_SNAPSHOT if !boundary => handshake::token(token / 4, LEVEL_BARRIER),
+            l => {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.act_for(rec, l, self.registry.black_below.load(Ordering::Acquire)) };
+                token
+            }
+        };
+        if answered > acked {
+            rec.state.answer_inside(answered);
+            self.wake_coordinator();
+        }
+    }
+
     /// Registers the calling thread as a mutator.
     pub(crate) fn attach(&self) -> crate::sync::Arc<ThreadRecord> {
         self.registry.attach()
     }
 
-    /// Unregisters a thread outside every scope, returning its cache and buffer to the heap.
+    /// Unregisters a thread outside every scope, returning its cache and ring to the heap.
     pub(crate) fn detach(&self, rec: &crate::sync::Arc<ThreadRecord>) {
-        self.registry.detach(rec);
-        // SAFETY: `detach` made us the record's owner, and the record is no longer listed.
-        unsafe { self.give_back(rec) };
+        rec.state.enter();
+        // SAFETY: entering made us the record's owner.
+        unsafe {
+            let cache = rec.cache();
+            cache.release_all(&self.memory);
+            cache.set_colour(0);
+            cache.flush_counters(&self.memory);
+        }
+        self.flush_barrier(rec);
+        self.registry.unlist(rec);
+        self.wake_coordinator();
     }
 
     /// Scope entry for `rec`'s thread.
     pub(crate) fn enter(&self, rec: &ThreadRecord) {
-        let waited = self.registry.enter(rec);
-        if !waited.is_zero() {
-            Telemetry::record_max(&self.telemetry.max_stall_ns, waited);
+        if self.drives_itself() {
+            self.advance(Drive::Outside);
         }
+        let start = Instant::now();
+        let (_, spins) = rec.state.enter();
+        if spins > 0 {
+            Telemetry::record_max(&self.telemetry.max_stall_ns, start.elapsed());
+        }
+        // SAFETY: the thread just entered its scope.
+        unsafe { self.answer(rec, true) };
     }
 
-    /// Scope exit for `rec`'s thread: flushes its barrier buffer and counters, then leaves.
+    /// Scope exit for `rec`'s thread.
     ///
     /// # Safety
     /// `rec` is the calling thread's record and the thread is inside a scope.
     pub(crate) unsafe fn exit(&self, rec: &ThreadRecord) {
-        // SAFETY: the thread is inside its scope, so it owns its record's buffer and cache.
+        // SAFETY: the thread is at a scope boundary and owns its record.
         unsafe {
-            self.flush_barrier_buffer(rec.barrier_buffer());
+            self.answer(rec, true);
             rec.cache().flush_counters(&self.memory);
         }
-        self.registry.exit(rec);
+        self.flush_barrier(rec);
+        rec.state.exit(rec.state.acked());
+        if self.trigger_passed() {
+            self.request();
+        }
+        if self.drives_itself() {
+            self.advance(Drive::Outside);
+        }
     }
 
-    /// Hands a record's cache and barrier buffer back to the heap.
-    ///
-    /// # Safety
-    /// The caller owns the record by its state word (holds the thread, or the thread detached).
-    unsafe fn give_back(&self, rec: &ThreadRecord) {
-        // SAFETY: forwarded from the caller.
-        let cache = unsafe { rec.cache() };
-        cache.release_all(&self.memory);
-        cache.flush_counters(&self.memory);
-        cache.alloc_black = false;
-        // SAFETY: as above.
-        self.flush_barrier_buffer(unsafe { rec.barrier_buffer() });
+    /// Synchronous mode, with a cycle running or requested: mutators drive it at safepoints.
+    #[inline]
+    fn drives_itself(&self) -> bool {
+        self.config.workers == 0
+            && (self.phase.load(Ordering::Relaxed) != Phase::Idle as u32 || self.gc_requested.load(Ordering::Relaxed))
     }
 
-    /// Runs one collection cycle on the calling thread, which must be outside every scope of
-    /// this heap.
-    pub(crate) fn collect(&self, trigger: Trigger) {
-        let _cycle = self.cycle_lock.lock();
-        if trigger == Trigger::Heap && !self.trigger_passed() {
-            return; // another thread's cycle got there first
-        }
-        let start = Instant::now();
-        self.finish_sweep();
-
-        // Handshake: take every thread at a scope boundary.
-        let hs = Instant::now();
-        let held = self.registry.hold_all();
-        Telemetry::record_max(&self.telemetry.max_handshake_ns, hs.elapsed());
-        for rec in &held {
-            // SAFETY: `hold_all` made us the owner of every listed record.
-            unsafe { self.give_back(rec) };
-        }
-
-        // Mark. Entries left in the grey queue since the last cycle's final check (a root dropped
-        // just before its barrier went off) are stale: their objects were marked then.
-        self.grey_queue.lock().clear();
-        self.barrier_on.store(true, Ordering::SeqCst);
-        let mut marker = Marker::new(&self.memory);
-        self.roots.for_each(|p| marker.shade(p));
-        loop {
-            marker.drain();
-            let queued = std::mem::take(&mut *self.grey_queue.lock());
-            if queued.is_empty() {
-                break;
+    /// Runs a full collection: one whole cycle that starts after this call, its sweep included.
+    /// The caller is outside every scope of this heap.
+    pub(crate) fn collect(&self) {
+        self.check_verify_failure();
+        let target = {
+            let _st = self.cycle.lock();
+            let started = self.started.load(Ordering::Acquire);
+            if self.completed.load(Ordering::Acquire) == started {
+                started + 1
+            } else {
+                started + 2
             }
-            for p in queued {
-                marker.shade(p);
+        };
+        while self.completed.load(Ordering::Acquire) < target {
+            self.request();
+            if self.config.workers == 0 {
+                if !self.advance(Drive::Outside) {
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            } else {
+                let mut g = self.done_lock.lock();
+                if self.completed.load(Ordering::Acquire) < target {
+                    self.done_cv.wait_for(&mut g, Duration::from_millis(10));
+                }
             }
+            self.check_verify_failure();
         }
-        debug_assert!(marker.is_empty());
-        self.barrier_on.store(false, Ordering::SeqCst);
-
-        // Start the sweep and pace the next cycle.
-        self.memory.begin_sweep();
-        let live = marker.marked_bytes;
-        let goal = self.pacer.lock().goal(live);
-        let allocated = self.memory.counters.allocated_bytes.load(Ordering::Relaxed);
-        self.next_gc_at.store(allocated.saturating_add(goal - live.min(goal)), Ordering::Relaxed);
-        let t = &self.telemetry;
-        t.live_bytes.store(live, Ordering::Relaxed);
-        t.live_objects.store(marker.marked_objects, Ordering::Relaxed);
-        t.goal.store(goal, Ordering::Relaxed);
-        drop(held);
-        self.registry.release_all();
-
-        self.finish_sweep();
-        t.cycles.fetch_add(1, Ordering::Relaxed);
-        t.gc_wall_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Sweeps every span still unswept in this cycle, and waits for sweeps other threads started.
-    /// Runs drop glue: the caller is outside every scope and holds no collector lock but
-    /// `cycle_lock` (which no mutator path takes).
-    pub(crate) fn finish_sweep(&self) {
-        while let Some(sp) = self.memory.pop_unswept() {
-            // SAFETY: popping made us the span's holder; marking has finished for this sweep
-            // generation, and unmarked objects are unreachable.
-            if let Some(sp) = unsafe { self.sweep_span(sp) } {
-                // SAFETY: we hold it, and give it up.
-                unsafe { self.memory.release_span(sp) };
-            }
-        }
-        while self.memory.unswept.load(Ordering::Acquire) != 0 {
-            std::thread::yield_now(); // a lazy sweep in another thread's slow path: short
+    /// Panics if a verification (checkmark) pass found a collector bug.
+    pub(crate) fn check_verify_failure(&self) {
+        if let Some(msg) = self.verify_failure.lock().clone() {
+            panic!("{msg}");
         }
     }
 
     /// Sweeps one span, running the drop glue of its dead objects if its kind has any.
     ///
     /// # Safety
-    /// As for [`Memory::sweep_span`], and the calling thread is outside every scope.
+    /// As for [`Memory::sweep_span`], and for a kind with drop glue the calling thread is
+    /// outside every scope.
     unsafe fn sweep_span(&self, sp: SpanPtr) -> Option<SpanPtr> {
         // SAFETY: the caller holds the span.
         let needs_finalize = unsafe { sp.get() }.kind.drop();
@@ -308,16 +389,18 @@ impl Collector {
             max_handshake_wait: Duration::from_nanos(t.max_handshake_ns.load(Ordering::Relaxed)),
             max_mutator_stall: Duration::from_nanos(t.max_stall_ns.load(Ordering::Relaxed)),
             gc_time: Duration::from_nanos(t.gc_wall_ns.load(Ordering::Relaxed)),
+            max_mark_time: Duration::from_nanos(t.max_mark_ns.load(Ordering::Relaxed)),
+            workers: self.config.workers,
         }
     }
 }
 
 impl Drop for Collector {
-    /// Tears the heap down on the thread that dropped its last handle: every object still
-    /// allocated is cleared and dropped (outside every scope, no lock held), then the memory is
-    /// returned to the OS.
+    /// Tears the heap down on the thread that dropped its last handle (background threads are
+    /// joined before): every object still allocated with drop glue is cleared and dropped, outside
+    /// every scope and lock, then the memory is returned to the OS. Objects in spans not yet swept
+    /// are all still allocated (dead ones included), and each is dropped exactly once here.
     fn drop(&mut self) {
-        self.finish_sweep();
         let mut dead = Vec::new();
         self.memory.for_each_allocated(|obj, span| {
             if span.kind.drop() {

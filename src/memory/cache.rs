@@ -1,78 +1,114 @@
 //! Per-thread allocation caches (Go's `mcache`).
 //!
 //! A cache holds at most one span per size class and kind. Allocation takes the next free slot of
-//! that span from its alloc-bit cache: no lock, no atomic read-modify-write (the one exception is
-//! black allocation while the collector marks, which sets the new object's mark bit). When the span
-//! has no free slot left, the out-of-line slow path swaps it for another from the central lists.
+//! that span from its alloc-bit cache: no lock, no atomic read-modify-write. When the span has no
+//! free slot left, the out-of-line slow path swaps it for another from the central lists.
 //!
-//! A cache is owned by one thread's registry entry and used only by that thread while it is inside
-//! a scope; the collector touches it only while the thread is outside every scope (the handshake
-//! guarantees the exclusion). That is what makes the plain `&mut` access sound.
+//! **Colour.** While a cycle marks, a thread that has taken its snapshot allocates *black*: the
+//! new object's mark bit is set (an atomic OR, the one exception to the rule above). But only in
+//! spans that this cycle's sweep will visit (`span.sweepgen < black_below`): a mark left in a span
+//! that was already swept would survive into the next cycle and make the marker skip the object's
+//! children. Each cached span carries its colour, decided when it enters the cache.
+//!
+//! A cache is owned by one thread's registry entry and used only by whoever the entry's state word
+//! makes its owner (the thread inside a scope, or the collector acting for a thread outside one).
 
-use super::size_class::{CLASS_SIZES, NUM_CLASSES};
+use super::size_class::NUM_CLASSES;
 use super::span::SpanKind;
 use super::{Exhausted, Memory, SpanPtr};
+use crate::sync::Ordering::Relaxed;
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    span: Option<SpanPtr>,
+    black: bool,
+}
 
 pub(crate) struct Cache {
-    spans: [Option<SpanPtr>; NUM_CLASSES * SpanKind::COUNT],
-    /// Whether new objects are born marked (the thread has answered the snapshot handshake of a
-    /// cycle that is marking).
-    pub(crate) alloc_black: bool,
+    slots: [Slot; NUM_CLASSES * SpanKind::COUNT],
+    /// Spans with `sweepgen` below this get black allocation (0: allocate white).
+    black_below: u32,
     /// Bytes and objects allocated since the last flush into the heap's counters.
     pub(crate) local_bytes: usize,
     pub(crate) local_objects: usize,
+    /// Bytes allocated black since the last flush (they count as marked).
+    pub(crate) local_black_bytes: usize,
 }
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache { spans: [None; NUM_CLASSES * SpanKind::COUNT], alloc_black: false, local_bytes: 0, local_objects: 0 }
+        Cache {
+            slots: [Slot::default(); NUM_CLASSES * SpanKind::COUNT],
+            black_below: 0,
+            local_bytes: 0,
+            local_objects: 0,
+            local_black_bytes: 0,
+        }
     }
 }
 
 impl Cache {
-    /// Allocates a slot of size class `class` for an object of kind `kind`; returns its address.
+    /// The fast path: a slot of size class `class` for an object of kind `kind` from the cached
+    /// span's current 64-slot word, or `None` (take [`Cache::alloc_small`]).
     #[inline(always)]
-    pub(crate) fn alloc_small(&mut self, mem: &Memory, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
-        let idx = class as usize * SpanKind::COUNT + kind.index();
-        if let Some(sp) = self.spans[idx] {
-            // SAFETY: the cache holds this span, and the cache belongs to the running thread.
-            let s = unsafe { sp.get() };
-            // SAFETY: we are the span's holder.
-            if let Some(i) = unsafe { s.alloc_state() }.alloc_fast(s.nelems) {
-                self.local_bytes += s.elem_size;
-                self.local_objects += 1;
-                if self.alloc_black {
-                    s.mark(i);
-                }
-                return Ok(s.slot_addr(i));
-            }
+    pub(crate) fn alloc_fast(&mut self, class: u8, kind: SpanKind) -> Option<usize> {
+        let slot = self.slots[class as usize * SpanKind::COUNT + kind.index()];
+        let sp = slot.span?;
+        // SAFETY: the cache holds this span, and the cache belongs to the running thread.
+        let s = unsafe { sp.get() };
+        // SAFETY: we are the span's holder.
+        let i = unsafe { s.alloc_state() }.alloc_fast(s.nelems)?;
+        self.local_bytes += s.elem_size;
+        self.local_objects += 1;
+        if slot.black {
+            self.blacken(s, i);
         }
-        self.alloc_small_slow(mem, idx, class, kind)
+        Some(s.slot_addr(i))
+    }
+
+    /// The slow path: a slot of size class `class` from anywhere in the cached span, or from a
+    /// span refilled from the central lists.
+    pub(crate) fn alloc_small(&mut self, mem: &Memory, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
+        self.alloc_small_slow(mem, class as usize * SpanKind::COUNT + kind.index(), class, kind)
     }
 
     #[cold]
     #[inline(never)]
+    fn blacken(&mut self, s: &super::span::Span, i: usize) {
+        s.mark(i);
+        self.local_black_bytes += s.elem_size;
+    }
+
     fn alloc_small_slow(&mut self, mem: &Memory, idx: usize, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
         loop {
-            if let Some(sp) = self.spans[idx] {
+            let slot = self.slots[idx];
+            if let Some(sp) = slot.span {
                 // SAFETY: the cache holds this span.
                 let s = unsafe { sp.get() };
                 // SAFETY: we are its holder.
                 if let Some(i) = unsafe { s.alloc_state() }.alloc_slow(s.nelems) {
-                    self.local_bytes += CLASS_SIZES[class as usize] as usize;
+                    self.local_bytes += s.elem_size;
                     self.local_objects += 1;
-                    if self.alloc_black {
-                        s.mark(i);
+                    if slot.black {
+                        self.blacken(s, i);
                     }
                     return Ok(s.slot_addr(i));
                 }
-                self.spans[idx] = None;
+                self.slots[idx] = Slot::default();
                 // SAFETY: we held it, and give it up.
                 unsafe { mem.release_span(sp) };
             }
             self.flush_counters(mem);
-            self.spans[idx] = Some(mem.refill(class, kind)?);
+            let sp = mem.refill(class, kind)?;
+            self.slots[idx] = Slot { span: Some(sp), black: self.is_black(sp) };
         }
+    }
+
+    /// Whether allocation into `sp` must be black now.
+    #[inline]
+    fn is_black(&self, sp: SpanPtr) -> bool {
+        // SAFETY: the caller holds the span, so it is in use.
+        unsafe { sp.get() }.sweepgen.load(Relaxed) < self.black_below
     }
 
     /// Allocates a large object of `size` bytes on a span of its own; returns its address and the
@@ -86,8 +122,8 @@ impl Cache {
         let sp = mem.alloc_large(size, kind)?;
         // SAFETY: the span is new and ours.
         let s = unsafe { sp.get() };
-        if self.alloc_black {
-            s.mark(0);
+        if self.is_black(sp) {
+            self.blacken(s, 0);
         }
         self.local_bytes += s.elem_size;
         self.local_objects += 1;
@@ -95,26 +131,40 @@ impl Cache {
         Ok((s.base, sp))
     }
 
-    /// Hands every cached span back to the central lists (the thread is outside every scope, or
-    /// detaching).
-    pub(crate) fn release_all(&mut self, mem: &Memory) {
-        for slot in self.spans.iter_mut() {
-            if let Some(sp) = slot.take() {
-                // SAFETY: the cache held the span and gives it up.
-                unsafe { mem.release_span(sp) };
+    /// Starts allocating black in every span this cycle's sweep will visit (`sweepgen <
+    /// black_below`); 0 switches back to white.
+    pub(crate) fn set_colour(&mut self, black_below: u32) {
+        self.black_below = black_below;
+        for i in 0..self.slots.len() {
+            if let Some(sp) = self.slots[i].span {
+                self.slots[i].black = self.is_black(sp);
             }
         }
     }
 
-    /// Moves the local allocation counts into the heap's counters; returns the bytes moved.
-    pub(crate) fn flush_counters(&mut self, mem: &Memory) -> usize {
+    /// Hands every cached span back to the central lists (spans this cycle's sweep has not visited
+    /// go to its unswept lists).
+    pub(crate) fn release_all(&mut self, mem: &Memory) {
+        for slot in self.slots.iter_mut() {
+            if let Some(sp) = slot.span.take() {
+                // SAFETY: the cache held the span and gives it up.
+                unsafe { mem.release_span(sp) };
+            }
+            slot.black = false;
+        }
+    }
+
+    /// Moves the local allocation counts into the heap's counters.
+    pub(crate) fn flush_counters(&mut self, mem: &Memory) {
         let bytes = std::mem::take(&mut self.local_bytes);
         let objects = std::mem::take(&mut self.local_objects);
+        let black = std::mem::take(&mut self.local_black_bytes);
         if bytes != 0 {
-            use crate::sync::Ordering::Relaxed;
             mem.counters.allocated_bytes.fetch_add(bytes, Relaxed);
             mem.counters.allocated_objects.fetch_add(objects, Relaxed);
         }
-        bytes
+        if black != 0 {
+            mem.counters.black_bytes.fetch_add(black, Relaxed);
+        }
     }
 }

@@ -67,6 +67,11 @@ pub(crate) struct MemoryCounters {
     pub(crate) allocated_objects: AtomicUsize,
     pub(crate) freed_bytes: AtomicUsize,
     pub(crate) freed_objects: AtomicUsize,
+    /// Bytes allocated black (counted as marked by the cycle that was running).
+    pub(crate) black_bytes: AtomicUsize,
+    /// Live bytes and objects found by the sweep of the current sweep generation so far.
+    pub(crate) swept_live_bytes: AtomicUsize,
+    pub(crate) swept_live_objects: AtomicUsize,
 }
 
 /// Everything the heap's memory consists of.
@@ -157,7 +162,7 @@ impl Memory {
     #[inline]
     pub(crate) unsafe fn span_of<'a>(&self, addr: usize) -> &'a Span {
         let p = self.page_entry(addr).load(Ordering::Acquire);
-        debug_assert!(!p.is_null(), "no span at {addr:#x}");
+        debug_assert!(!p.is_null(), "no span at {addr:#x}: a reference to a freed object");
         // SAFETY: the page table maps every page of a span in use to it (module invariant), and
         // the caller guarantees the span is in use.
         unsafe { &*p }
@@ -197,7 +202,8 @@ impl Memory {
         self.pages.lock().free(s.base, s.npages);
     }
 
-    /// Puts a span no thread holds any more back on its central list.
+    /// Puts a span no thread holds any more back on its central list. A span the current sweep
+    /// generation has not swept yet (it was held through `begin_sweep`) goes to `unswept`.
     ///
     /// # Safety
     /// The caller is the span's holder and gives it up.
@@ -206,8 +212,14 @@ impl Memory {
         let s = unsafe { span.get() };
         let central = if s.class == Span::LARGE { &*self.large } else { self.central(s.class, s.kind) };
         let mut c = central.lock();
-        // SAFETY: the caller is the holder until the span is on the list.
-        if unsafe { s.is_full() } {
+        // Read under the central lock: `begin_sweep` bumps `sweepgen` before it takes the central
+        // locks to move their lists, so either we see the new generation here, or the span is on
+        // `partial`/`full` when `begin_sweep` moves those lists.
+        if s.sweepgen.load(Ordering::Relaxed) < self.sweepgen.load(Ordering::Acquire) {
+            c.unswept.push(span);
+            self.unswept.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: the caller is the holder until the span is on a list.
+        } else if unsafe { s.is_full() } {
             c.full.push(span);
         } else {
             c.partial.push(span);
@@ -254,35 +266,69 @@ impl Memory {
 
     /// Puts a new large-object span on its list (after its object is initialised).
     pub(crate) fn publish_large(&self, span: SpanPtr) {
-        self.large.lock().full.push(span);
+        // SAFETY: the allocating thread held the new span until now and gives it up.
+        unsafe { self.release_span(span) };
     }
 
-    /// Starts a new sweep generation: every span not held by a cache becomes unswept. Called with
-    /// every cache released and the previous sweep finished (the collector's job), after marking.
+    /// Starts a new sweep generation after marking: every span on a central list becomes
+    /// unswept; spans held by caches become unswept when released (see `release_span`). Called
+    /// with the previous sweep finished (the collector's job).
     pub(crate) fn begin_sweep(&self) {
         debug_assert_eq!(self.unswept.load(Ordering::Relaxed), 0);
-        self.sweepgen.fetch_add(2, Ordering::AcqRel);
-        let mut n = 0;
+        self.counters.swept_live_bytes.store(0, Ordering::Relaxed);
+        self.counters.swept_live_objects.store(0, Ordering::Relaxed);
+        let sg = self.sweepgen.fetch_add(2, Ordering::AcqRel) + 2;
         for central in self.all_centrals() {
             let mut c = central.lock();
             let Central { partial, full, unswept } = &mut *c;
-            debug_assert!(unswept.is_empty());
-            unswept.append(partial);
-            unswept.append(full);
-            n += unswept.len();
+            // Move only spans of the old generation: between the bump and this lock, a thread may
+            // have released a span made (or swept) in the new one, which this sweep must not touch.
+            // Stale spans released since the bump are on `unswept` already, counted by
+            // `release_span`. Count before the lock is released: allocating threads may sweep
+            // these spans as soon as it is.
+            let before = unswept.len();
+            for list in [partial, full] {
+                let mut i = 0;
+                while i < list.len() {
+                    // SAFETY: spans on a list are in use; the lock makes us their holder.
+                    if unsafe { list[i].get() }.sweepgen.load(Ordering::Relaxed) < sg {
+                        unswept.push(list.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            self.unswept.fetch_add(unswept.len() - before, Ordering::AcqRel);
         }
-        self.unswept.fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Pops one unswept span from any list (the sweeper's work source).
-    pub(crate) fn pop_unswept(&self) -> Option<SpanPtr> {
-        for central in self.all_centrals() {
+    /// Pops up to `max` unswept spans, from any list (drop-glue kinds only if `with_drop`).
+    pub(crate) fn pop_unswept(&self, max: usize, with_drop: bool, out: &mut Vec<SpanPtr>) {
+        for (i, central) in self.centrals.iter().enumerate() {
+            if out.len() >= max {
+                return;
+            }
+            if !with_drop && SpanKind((i % SpanKind::COUNT) as u8).drop() {
+                continue;
+            }
             let mut c = central.lock();
-            if let Some(s) = c.unswept.pop() {
-                return Some(s);
+            while out.len() < max {
+                match c.unswept.pop() {
+                    Some(s) => out.push(s),
+                    None => break,
+                }
             }
         }
-        None
+        let mut c = self.large.lock();
+        let mut i = 0;
+        while out.len() < max && i < c.unswept.len() {
+            // SAFETY: spans on a list are in use.
+            if with_drop || !unsafe { c.unswept[i].get() }.kind.drop() {
+                out.push(c.unswept.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Sweeps a span its caller holds: calls `on_dead(payload-less object start)` for every object
@@ -299,6 +345,12 @@ impl Memory {
         // SAFETY: as above.
         let st = unsafe { s.alloc_state() };
         let sg = self.sweepgen.load(Ordering::Acquire);
+        debug_assert_eq!(
+            s.sweepgen.load(Ordering::Relaxed),
+            sg - 2,
+            "sweeping a span (class {}) that is not exactly one generation old",
+            s.class
+        );
         s.sweepgen.store(sg - 1, Ordering::Relaxed);
         let (mut live, mut dead) = (0usize, 0usize);
         for w in 0..st.alloc_bits.len() {
@@ -318,7 +370,10 @@ impl Memory {
         s.sweepgen.store(sg, Ordering::Release);
         self.counters.freed_objects.fetch_add(dead, Ordering::Relaxed);
         self.counters.freed_bytes.fetch_add(dead * s.elem_size, Ordering::Relaxed);
-        self.unswept.fetch_sub(1, Ordering::AcqRel);
+        self.counters.swept_live_objects.fetch_add(live, Ordering::Relaxed);
+        self.counters.swept_live_bytes.fetch_add(live * s.elem_size, Ordering::Relaxed);
+        let before = self.unswept.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "swept a span no one counted as unswept");
         if live == 0 {
             // SAFETY: no object of the span is live, and we hold it.
             unsafe { self.free_span(span) };

@@ -140,6 +140,12 @@ impl Span {
         word.fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
+    /// Whether slot `i` is marked.
+    #[inline]
+    pub(crate) fn is_marked(&self, i: usize) -> bool {
+        self.mark_bits[i / 64].load(Ordering::Acquire) & (1u64 << (i % 64)) != 0
+    }
+
     /// Whether every slot is allocated.
     ///
     /// # Safety

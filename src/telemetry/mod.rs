@@ -22,6 +22,8 @@ pub(crate) struct Telemetry {
     pub(crate) max_stall_ns: AtomicU64,
     /// Wall time of all cycles, in nanoseconds.
     pub(crate) gc_wall_ns: AtomicU64,
+    /// Longest mark phase (from the snapshot request to termination), in nanoseconds.
+    pub(crate) max_mark_ns: AtomicU64,
 }
 
 impl Telemetry {
@@ -71,8 +73,12 @@ pub struct Stats {
     pub max_handshake_wait: Duration,
     /// Longest time any mutator waited on the collector.
     pub max_mutator_stall: Duration,
-    /// Wall time spent in cycles, summed.
+    /// Wall time spent in cycles (from the first request to the end of the sweep), summed.
     pub gc_time: Duration,
+    /// Longest mark phase, from the snapshot request to termination.
+    pub max_mark_time: Duration,
+    /// Background mark workers (0: cycles run synchronously in the mutators).
+    pub workers: usize,
 }
 
 /// Formats a byte count with a binary unit.
@@ -97,7 +103,7 @@ impl fmt::Display for Stats {
             f,
             "lowpause: {} cycles, live {} ({} objects), goal {}, in use {}, committed {}, \
              allocated {} ({} objects), freed {} objects, {} roots, {} threads, \
-             max handshake {:?}, max stall {:?}, gc time {:?}",
+             max handshake {:?}, max stall {:?}, max mark {:?}, gc time {:?}, {} workers",
             self.cycles,
             bytes(self.live_bytes),
             self.live_objects,
@@ -111,7 +117,9 @@ impl fmt::Display for Stats {
             self.threads,
             self.max_handshake_wait,
             self.max_mutator_stall,
+            self.max_mark_time,
             self.gc_time,
+            self.workers,
         )?;
         if self.drop_panics > 0 {
             write!(f, ", {} destructor panics", self.drop_panics)?;

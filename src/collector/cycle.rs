@@ -1,0 +1,302 @@
+//! The cycle state machine. Each call of [`Collector::advance`] takes one or more steps that do
+//! not wait for anything; whoever drives it (the coordinator thread, or with `workers(0)` the
+//! mutators' allocation slow paths, scope boundaries and `collect`) calls it again later.
+//!
+//! ```text
+//!  Idle ──request──► BarrierWait ──all answered 1 (C1)──► Mark ──all answered 2──► Terminate
+//!   ▲                 (barrier on,    roots greyed,          markers drain          clean round
+//!   │                  post 1)        post 2                                          │
+//!   │                                                                                 ▼
+//!   └──── all answered 3, nothing unswept ◄──── Sweep ◄──── post 3, begin_sweep ◄── MarkDone
+//!                                             (sweepers)    barrier off, pace         (verify)
+//! ```
+//!
+//! **Termination.** A *round* starts with no grey work anywhere (markers idle, injector empty),
+//! notes the count of greying events, drains every thread's barrier ring, checks that no thread
+//! is inside a barrier, waits for the markers to go idle again, and compares the count. If the
+//! rings were empty, no barrier was in flight and nothing was greyed meanwhile, the round is
+//! *clean*: every reachable object is black, and stays black until the sweep — so marking is
+//! done. The argument is in docs/design.md.
+
+use super::handshake::{level, token, Claim, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
+use super::mark::Marker;
+use super::mutator::ThreadRecord;
+use super::verify::Verifier;
+use super::Collector;
+use crate::sync::Ordering;
+use crate::telemetry::Telemetry;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Phase {
+    Idle,
+    BarrierWait,
+    Mark,
+    Terminate,
+    MarkDone,
+    Sweep,
+}
+
+/// Who is driving the cycle, which decides what it may do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Drive {
+    /// The coordinator thread: outside every scope; sweeps everything.
+    Background,
+    /// A mutator outside every scope (`collect`, a scope boundary in synchronous mode): may run
+    /// drop glue.
+    Outside,
+    /// A mutator's allocation slow path, inside a scope: bounded work, no drop glue.
+    SlowPath,
+}
+
+/// The driver's state, under `Collector::cycle`.
+pub(crate) struct CycleState {
+    pub(crate) phase: Phase,
+    pub(crate) cycle: u64,
+    sg_target: u32,
+    phase_start: Instant,
+    cycle_start: Instant,
+    mark_start: Instant,
+    /// The driver's own marker (synchronous mode).
+    marker: Option<Marker>,
+    spans: Vec<crate::memory::SpanPtr>,
+}
+
+impl CycleState {
+    pub(crate) fn new() -> CycleState {
+        let now = Instant::now();
+        CycleState {
+            phase: Phase::Idle,
+            cycle: 0,
+            sg_target: 0,
+            phase_start: now,
+            cycle_start: now,
+            mark_start: now,
+            marker: None,
+            spans: Vec::new(),
+        }
+    }
+}
+
+/// Marking work (bytes scanned) a slow path does per call in synchronous mode.
+const SLOW_PATH_MARK_BUDGET: usize = 256 << 10;
+/// Spans a slow path sweeps per call in synchronous mode.
+const SLOW_PATH_SWEEP_BUDGET: usize = 8;
+
+impl Collector {
+    /// Takes every step of the cycle that needs no waiting. Returns whether anything changed.
+    pub(crate) fn advance(&self, drive: Drive) -> bool {
+        let mut st = match drive {
+            Drive::SlowPath => match self.cycle.try_lock() {
+                Some(g) => g,
+                None => return false,
+            },
+            _ => self.cycle.lock(),
+        };
+        let mut progressed = false;
+        loop {
+            let step = match st.phase {
+                Phase::Idle => self.start_cycle(&mut st),
+                Phase::BarrierWait => self.finish_barrier_handshake(&mut st),
+                Phase::Mark => self.mark_step(&mut st, drive),
+                Phase::Terminate => self.terminate_step(&mut st, drive),
+                Phase::MarkDone => self.mark_done(&mut st, drive),
+                Phase::Sweep => self.sweep_step(&mut st, drive),
+            };
+            if !step {
+                return progressed;
+            }
+            progressed = true;
+        }
+    }
+
+    fn enter_phase(&self, st: &mut CycleState, phase: Phase) -> bool {
+        st.phase = phase;
+        st.phase_start = Instant::now();
+        self.phase.store(phase as u32, Ordering::Release);
+        true
+    }
+
+    fn start_cycle(&self, st: &mut CycleState) -> bool {
+        if !self.gc_requested.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        st.cycle += 1;
+        st.cycle_start = Instant::now();
+        st.sg_target = self.memory.sweepgen.load(Ordering::Acquire) + 2;
+        self.started.store(st.cycle, Ordering::Release);
+        self.marked_bytes.store(0, Ordering::Relaxed);
+        self.memory.counters.black_bytes.store(0, Ordering::Relaxed);
+        debug_assert!(self.mark.injector.is_empty());
+        self.barrier_on.store(true, Ordering::SeqCst);
+        self.registry.post(token(st.cycle, LEVEL_BARRIER), 0);
+        self.enter_phase(st, Phase::BarrierWait)
+    }
+
+    fn finish_barrier_handshake(&self, st: &mut CycleState) -> bool {
+        if !self.answer_for_outside(token(st.cycle, LEVEL_BARRIER), st.sg_target) {
+            return false;
+        }
+        Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
+        // C1: every store is barriered from here on. Grey the roots.
+        self.roots.for_each(|p| {
+            if let Some(true) = self.grey(p) {
+                self.mark.injector.push(super::mark::Work::new(p));
+            }
+        });
+        self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);
+        self.marking.store(true, Ordering::SeqCst);
+        self.mark.wake_workers();
+        st.mark_start = std::time::Instant::now();
+        self.enter_phase(st, Phase::Mark)
+    }
+
+    /// Marks with the driver's own marker (synchronous mode only); returns whether it ran out of
+    /// work.
+    fn mark_with_driver(&self, st: &mut CycleState, drive: Drive) -> bool {
+        if self.config.workers > 0 {
+            return self.mark.is_idle();
+        }
+        let marker = st.marker.get_or_insert_with(|| Marker::new(&self.memory, &self.mark, false));
+        let budget = if drive == Drive::SlowPath { SLOW_PATH_MARK_BUDGET } else { usize::MAX };
+        for rec in self.registry.records() {
+            self.flush_barrier(&rec);
+        }
+        marker.drain(budget, &self.marked_bytes, &self.grey_events)
+    }
+
+    fn mark_step(&self, st: &mut CycleState, drive: Drive) -> bool {
+        self.mark_with_driver(st, drive);
+        if !self.answer_for_outside(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target) {
+            return false;
+        }
+        Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
+        self.enter_phase(st, Phase::Terminate)
+    }
+
+    fn terminate_step(&self, st: &mut CycleState, drive: Drive) -> bool {
+        if !self.mark_with_driver(st, drive) || !self.mark.is_idle() {
+            return false;
+        }
+        // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier?
+        let before = self.grey_events.load(Ordering::SeqCst);
+        let mut dirty = false;
+        for rec in self.registry.records() {
+            dirty |= self.flush_barrier(&rec) > 0;
+            dirty |= rec.barrier.in_barrier.load(Ordering::SeqCst);
+        }
+        if dirty || !self.mark_with_driver(st, drive) || !self.mark.is_idle() {
+            return false;
+        }
+        if self.grey_events.load(Ordering::SeqCst) != before {
+            return false;
+        }
+        self.enter_phase(st, Phase::MarkDone)
+    }
+
+    fn mark_done(&self, st: &mut CycleState, drive: Drive) -> bool {
+        if self.config.verify {
+            let mut roots = Vec::new();
+            self.roots.for_each(|p| roots.push(p));
+            if let Err(msg) = Verifier::run(&self.memory, roots) {
+                let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
+                eprintln!("{msg}");
+                *self.verify_failure.lock() = Some(msg.clone());
+                if drive != Drive::Background {
+                    panic!("{msg}");
+                }
+            }
+        }
+        self.marking.store(false, Ordering::SeqCst);
+        self.barrier_on.store(false, Ordering::SeqCst);
+        // Pace the next cycle from what this one marked (objects allocated black included).
+        let live = self.marked_bytes.load(Ordering::Relaxed) + self.memory.counters.black_bytes.load(Ordering::Relaxed);
+        let goal = self.pacer.lock().goal(live);
+        let allocated = self.memory.counters.allocated_bytes.load(Ordering::Relaxed);
+        self.next_gc_at.store(allocated.saturating_add(goal.saturating_sub(live)), Ordering::Relaxed);
+        self.telemetry.goal.store(goal, Ordering::Relaxed);
+        Telemetry::record_max(&self.telemetry.max_mark_ns, st.mark_start.elapsed());
+        self.memory.begin_sweep();
+        self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
+        self.enter_phase(st, Phase::Sweep)
+    }
+
+    fn sweep_step(&self, st: &mut CycleState, drive: Drive) -> bool {
+        let (max, with_drop) = match drive {
+            Drive::SlowPath => (SLOW_PATH_SWEEP_BUDGET, false),
+            _ => (usize::MAX, true),
+        };
+        let mut swept = false;
+        loop {
+            st.spans.clear();
+            self.memory.pop_unswept(max.min(64), with_drop, &mut st.spans);
+            if st.spans.is_empty() {
+                break;
+            }
+            swept = true;
+            for sp in std::mem::take(&mut st.spans) {
+                // SAFETY: popping made us the holder; marking is over for this sweep generation;
+                // drop glue runs only if the driver is outside every scope (`with_drop`).
+                if let Some(sp) = unsafe { self.sweep_span(sp) } {
+                    // SAFETY: we hold it, and give it up.
+                    unsafe { self.memory.release_span(sp) };
+                }
+            }
+            if max != usize::MAX {
+                break;
+            }
+        }
+        if !self.answer_for_outside(token(st.cycle, LEVEL_RELEASE), st.sg_target)
+            || self.memory.unswept.load(Ordering::Acquire) != 0
+        {
+            return swept;
+        }
+        // The cycle is complete.
+        let t = &self.telemetry;
+        t.live_bytes.store(self.memory.counters.swept_live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        t.live_objects.store(self.memory.counters.swept_live_objects.load(Ordering::Relaxed), Ordering::Relaxed);
+        t.cycles.fetch_add(1, Ordering::Relaxed);
+        t.gc_wall_ns.fetch_add(st.cycle_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.completed.store(st.cycle, Ordering::Release);
+        self.enter_phase(st, Phase::Idle);
+        let _g = self.done_lock.lock();
+        self.done_cv.notify_all();
+        true
+    }
+
+    /// Answers request `token` for every thread outside a scope; true if every thread has now
+    /// answered it.
+    fn answer_for_outside(&self, token: u64, sg_target: u32) -> bool {
+        let mut all = true;
+        for rec in self.registry.records() {
+            match rec.state.claim(token) {
+                Claim::Answered => {}
+                Claim::Inside => all = false,
+                Claim::Claimed => {
+                    // SAFETY: the claim makes us the owner of the record's cache.
+                    unsafe { self.act_for(&rec, level(token), sg_target) };
+                    rec.state.end_claim(token);
+                }
+            }
+        }
+        all
+    }
+
+    /// Does to a thread's cache what answering a request of `level` asks.
+    ///
+    /// # Safety
+    /// The caller owns the record (the thread inside a scope, or a claim).
+    pub(crate) unsafe fn act_for(&self, rec: &ThreadRecord, level: u64, sg_target: u32) {
+        // SAFETY: forwarded from the caller.
+        let cache = unsafe { rec.cache() };
+        match level {
+            LEVEL_SNAPSHOT => cache.set_colour(sg_target),
+            LEVEL_RELEASE => {
+                cache.release_all(&self.memory);
+                cache.set_colour(0);
+                cache.flush_counters(&self.memory);
+            }
+            _ => {}
+        }
+    }
+}
