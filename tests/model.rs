@@ -4,7 +4,8 @@
 //! has been dropped exactly once, and no reachable object has been dropped.
 //!
 //! Objects are GC arrays of `Cell`s of varied lengths (1 to 2100 cells: several size classes and
-//! large objects); each cell has one outgoing edge.
+//! large objects); each cell has one outgoing edge. Every program runs twice, in synchronous mode
+//! and with a background marker, with verification (checkmark) on.
 
 use lowpause::{Gc, Heap, Member, Root, Scope, Trace};
 use proptest::prelude::*;
@@ -88,7 +89,13 @@ fn check_object(s: &Scope<'_>, id: u64, obj: Gc<'_, [Cell]>, shadow: &Shadow) {
 }
 
 fn run(ops: Vec<Op>) {
-    let heap = Heap::builder().max_heap(1 << 30).build().unwrap();
+    run_with(ops.clone(), 0);
+    run_with(ops, 1);
+}
+
+/// Runs the program with `workers` background markers (0: synchronous), verification on.
+fn run_with(ops: Vec<Op>, workers: usize) {
+    let heap = Heap::builder().max_heap(1 << 30).workers(workers).verify(true).build().unwrap();
     let mut m = heap.attach();
     let log: DropLog = Arc::default();
     let mut shadow = Shadow { objects: HashMap::new(), roots: Vec::new(), next_id: 0 };

@@ -97,7 +97,8 @@ impl<'s> Scope<'s> {
             std::ptr::write((obj + HEADER_SIZE) as *mut T, value);
         }
         if let Some(sp) = large {
-            self.collector.memory.publish_large(sp);
+            // SAFETY: our own record, inside our scope; `sp` came from our allocation.
+            unsafe { self.collector.publish_large(self.rec, sp) };
         }
         // SAFETY: the object is initialised, and this scope keeps it (a new object is reachable
         // from the scope that made it until the scope ends).
@@ -146,6 +147,7 @@ impl<'s> Scope<'s> {
         /// On unwinding out of `init`: drops the elements written so far and publishes the span.
         struct Guard<'a> {
             collector: &'a Collector,
+            rec: &'a ThreadRecord,
             large: Option<crate::memory::SpanPtr>,
             drop_written: unsafe fn(*mut u8, usize),
             elems: *mut u8,
@@ -157,12 +159,14 @@ impl<'s> Scope<'s> {
                 // else refers to them (the object never escaped).
                 unsafe { (self.drop_written)(self.elems, self.written) };
                 if let Some(sp) = self.large.take() {
-                    self.collector.memory.publish_large(sp);
+                    // SAFETY: our own record, inside our scope; `sp` came from our allocation.
+                    unsafe { self.collector.publish_large(self.rec, sp) };
                 }
             }
         }
         let mut guard = Guard {
             collector: self.collector,
+            rec: self.rec,
             large,
             drop_written: Layout::<T>::INFO.drop,
             elems: elems as *mut u8,
@@ -179,7 +183,8 @@ impl<'s> Scope<'s> {
         // SAFETY: every element is initialised; the header is ours until published.
         unsafe { (*header).len = len };
         if let Some(sp) = large {
-            self.collector.memory.publish_large(sp);
+            // SAFETY: our own record, inside our scope; `sp` came from our allocation.
+            unsafe { self.collector.publish_large(self.rec, sp) };
         }
         // SAFETY: the object is initialised and this scope keeps it.
         unsafe { Gc::from_payload(NonNull::new_unchecked(elems as *mut u8)) }

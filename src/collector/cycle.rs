@@ -246,9 +246,9 @@ impl Collector {
                 break;
             }
         }
-        if !self.answer_for_outside(token(st.cycle, LEVEL_RELEASE), st.sg_target)
-            || self.memory.unswept.load(Ordering::Acquire) != 0
-        {
+        // Every thread must have released its cached spans before "nothing left to sweep" means
+        // the sweep is done: only then can no stale span appear any more.
+        if !self.answer_for_outside(token(st.cycle, LEVEL_RELEASE), st.sg_target) || !self.memory.sweep_done() {
             return swept;
         }
         // The cycle is complete.

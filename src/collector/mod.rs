@@ -38,7 +38,7 @@ use crate::memory::{Memory, SpanPtr};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::telemetry::{Stats, Telemetry};
 use cycle::{CycleState, Drive, Phase};
-use handshake::{level, LEVEL_BARRIER, LEVEL_SNAPSHOT};
+use handshake::{level, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
 use mark::MarkQueue;
 use mutator::{Registry, ThreadRecord};
 use pacer::Pacer;
@@ -125,7 +125,7 @@ impl Collector {
 
     /// Allocates `size` bytes (header included) for an object of kind `kind` from `rec`'s cache.
     /// Returns the object's start address; large objects return their span too, to be published
-    /// with [`Memory::publish_large`] once written.
+    /// with [`Collector::publish_large`] once written.
     ///
     /// # Safety
     /// `rec` is the calling thread's record and the thread is inside a scope.
@@ -235,6 +235,11 @@ impl Collector {
         }
         let answered = match level(token) {
             LEVEL_SNAPSHOT if !boundary => handshake::token(token / 4, LEVEL_BARRIER),
+            // A large object being initialised keeps its span out of every list. Its span may be
+            // of the generation this sweep must visit, so the thread may not answer "release"
+            // (which lets the sweep finish) until it has published it: at the next boundary.
+            // SAFETY: the thread owns its cache (caller's guarantee).
+            LEVEL_RELEASE if !boundary && unsafe { rec.cache() }.pending_large > 0 => acked,
             l => {
                 // SAFETY: forwarded from the caller.
                 unsafe { self.act_for(rec, l, self.registry.black_below.load(Ordering::Acquire)) };
@@ -245,6 +250,16 @@ impl Collector {
             rec.state.answer_inside(answered);
             self.wake_coordinator();
         }
+    }
+
+    /// Publishes a large object's span once the object is initialised.
+    ///
+    /// # Safety
+    /// `rec` is the calling thread's record, the thread is inside a scope, and `sp` came from its
+    /// [`Collector::alloc`].
+    pub(crate) unsafe fn publish_large(&self, rec: &ThreadRecord, sp: SpanPtr) {
+        // SAFETY: the thread owns its cache.
+        unsafe { rec.cache() }.publish_large(&self.memory, sp);
     }
 
     /// Registers the calling thread as a mutator.

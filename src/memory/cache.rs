@@ -33,6 +33,8 @@ pub(crate) struct Cache {
     pub(crate) local_objects: usize,
     /// Bytes allocated black since the last flush (they count as marked).
     pub(crate) local_black_bytes: usize,
+    /// Large-object spans allocated and not yet published (their object is being initialised).
+    pub(crate) pending_large: u32,
 }
 
 impl Default for Cache {
@@ -43,6 +45,7 @@ impl Default for Cache {
             local_bytes: 0,
             local_objects: 0,
             local_black_bytes: 0,
+            pending_large: 0,
         }
     }
 }
@@ -127,8 +130,16 @@ impl Cache {
         }
         self.local_bytes += s.elem_size;
         self.local_objects += 1;
+        self.pending_large += 1;
         self.flush_counters(mem);
         Ok((s.base, sp))
+    }
+
+    /// Publishes a large-object span from [`Cache::alloc_large`] once its object is written.
+    pub(crate) fn publish_large(&mut self, mem: &Memory, sp: SpanPtr) {
+        self.pending_large -= 1;
+        // SAFETY: the thread held the new span until now and gives it up.
+        unsafe { mem.release_span(sp) };
     }
 
     /// Starts allocating black in every span this cycle's sweep will visit (`sweepgen <

@@ -48,15 +48,34 @@ impl SpanPtr {
     }
 }
 
-/// The spans of one size class and kind that no thread holds.
+/// The spans of one size class and kind that no thread holds, in two pairs of sets indexed by
+/// the parity of the sweep generation (Go's `mcentral.partial/full[sweepgen/2%2]`): with the
+/// heap's generation `sg`, `sets[sg/2 % 2]` holds swept spans and the other pair unswept ones.
+/// Bumping `sg` by 2 turns every swept span into an unswept one at once; a span released at any
+/// moment goes into the set its own `sweepgen` says, read under the lock.
 #[derive(Default)]
 pub(crate) struct Central {
-    /// Swept spans with at least one free slot.
-    pub(crate) partial: Vec<SpanPtr>,
-    /// Swept (or not yet swept, in a cycle's mark) spans with no free slot.
-    pub(crate) full: Vec<SpanPtr>,
-    /// Spans still to sweep in this cycle.
-    pub(crate) unswept: Vec<SpanPtr>,
+    /// `[parity][0: with free slots, 1: full]`.
+    sets: [[Vec<SpanPtr>; 2]; 2],
+}
+
+impl Central {
+    fn swept(&mut self, sg: u32) -> &mut [Vec<SpanPtr>; 2] {
+        &mut self.sets[(sg / 2 % 2) as usize]
+    }
+
+    fn unswept(&mut self, sg: u32) -> &mut [Vec<SpanPtr>; 2] {
+        &mut self.sets[(sg / 2 % 2 + 1) as usize % 2]
+    }
+
+    fn pop_unswept(&mut self, sg: u32) -> Option<SpanPtr> {
+        let u = self.unswept(sg);
+        u[0].pop().or_else(|| u[1].pop())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &SpanPtr> {
+        self.sets.iter().flatten().flatten()
+    }
 }
 
 /// Counters of the memory layer; all monotonic unless said otherwise.
@@ -85,8 +104,8 @@ pub(crate) struct Memory {
     large: CachePadded<Mutex<Central>>,
     /// Go's `sweepgen`: +2 every cycle (see span.rs).
     pub(crate) sweepgen: AtomicU32,
-    /// Spans of this cycle not yet swept (0 when the sweep is done).
-    pub(crate) unswept: AtomicUsize,
+    /// Spans popped from an unswept set and not yet swept.
+    sweeping: AtomicUsize,
     pub(crate) counters: MemoryCounters,
 }
 
@@ -94,6 +113,9 @@ pub(crate) struct Memory {
 unsafe impl Send for Memory {}
 // SAFETY: as above; all other shared state is behind locks or atomics.
 unsafe impl Sync for Memory {}
+
+/// Unswept spans an allocation sweeps at most before it takes a fresh span instead.
+pub(crate) const LAZY_SWEEP_BUDGET: usize = 16;
 
 /// Out of address space in the reservation.
 #[derive(Debug)]
@@ -118,7 +140,7 @@ impl Memory {
                 .collect(),
             large: CachePadded::new(Mutex::new(Central::default())),
             sweepgen: AtomicU32::new(2),
-            unswept: AtomicUsize::new(0),
+            sweeping: AtomicUsize::new(0),
             counters: MemoryCounters::default(),
         })
     }
@@ -202,8 +224,9 @@ impl Memory {
         self.pages.lock().free(s.base, s.npages);
     }
 
-    /// Puts a span no thread holds any more back on its central list. A span the current sweep
-    /// generation has not swept yet (it was held through `begin_sweep`) goes to `unswept`.
+    /// Puts a span no thread holds any more back on its central list: the unswept sets if the
+    /// current generation has not swept it yet (it was held through `begin_sweep`), else the
+    /// swept ones.
     ///
     /// # Safety
     /// The caller is the span's holder and gives it up.
@@ -212,49 +235,50 @@ impl Memory {
         let s = unsafe { span.get() };
         let central = if s.class == Span::LARGE { &*self.large } else { self.central(s.class, s.kind) };
         let mut c = central.lock();
-        // Read under the central lock: `begin_sweep` bumps `sweepgen` before it takes the central
-        // locks to move their lists, so either we see the new generation here, or the span is on
-        // `partial`/`full` when `begin_sweep` moves those lists.
-        if s.sweepgen.load(Ordering::Relaxed) < self.sweepgen.load(Ordering::Acquire) {
-            c.unswept.push(span);
-            self.unswept.fetch_add(1, Ordering::AcqRel);
-        // SAFETY: the caller is the holder until the span is on a list.
-        } else if unsafe { s.is_full() } {
-            c.full.push(span);
+        let sg = self.sweepgen.load(Ordering::Acquire);
+        if s.sweepgen.load(Ordering::Relaxed) < sg {
+            c.unswept(sg)[0].push(span);
         } else {
-            c.partial.push(span);
+            // SAFETY: the caller is the holder until the span is on a list.
+            let full = unsafe { s.is_full() } as usize;
+            c.swept(sg)[full].push(span);
         }
     }
 
-    /// A span of `class`/`kind` with a free slot, for a cache: a swept partial span, else one swept
-    /// here (kinds without drop glue only: sweeping those runs no user code), else a fresh one.
+    /// A span of `class`/`kind` with a free slot, for a cache: a swept one with free slots, else
+    /// one swept here (kinds without drop glue only: sweeping those runs no user code; at most
+    /// [`LAZY_SWEEP_BUDGET`] spans, so an allocation never sweeps for long), else a fresh one.
     pub(crate) fn refill(&self, class: u8, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
         let central = self.central(class, kind);
-        loop {
+        for _ in 0..if kind.drop() { 1 } else { LAZY_SWEEP_BUDGET + 1 } {
             let mut c = central.lock();
-            if let Some(s) = c.partial.pop() {
+            let sg = self.sweepgen.load(Ordering::Acquire);
+            if let Some(s) = c.swept(sg)[0].pop() {
                 return Ok(s);
             }
             if kind.drop() {
                 break;
             }
-            let Some(s) = c.unswept.pop() else { break };
+            let Some(s) = c.pop_unswept(sg) else { break };
+            self.sweeping.fetch_add(1, Ordering::AcqRel);
             drop(c);
-            // SAFETY: popping the span from `unswept` made us its holder; no-drop spans need no
-            // per-object work, so the empty callback is the whole sweep.
+            // SAFETY: popping the span from an unswept set made us its holder; no-drop spans
+            // need no per-object work, so the empty callback is the whole sweep.
             if let Some(s) = unsafe { self.sweep_span(s, |_| {}) } {
                 // SAFETY: we still hold it.
                 if !unsafe { s.get().is_full() } {
                     return Ok(s);
                 }
-                central.lock().full.push(s);
+                // SAFETY: we hold it, and give it up (to the swept full set).
+                unsafe { self.release_span(s) };
             }
         }
         let size = CLASS_SIZES[class as usize] as usize;
         self.new_span(CLASS_PAGES[class as usize] as usize, class, kind, size)
     }
 
-    /// A fresh span for one large object of `size` bytes, already holding its (only) slot.
+    /// A fresh span for one large object of `size` bytes, already holding its (only) slot. The
+    /// caller holds it until the object is initialised, then releases it.
     pub(crate) fn alloc_large(&self, size: usize, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
         let npages = size.div_ceil(PAGE_SIZE);
         let span = self.new_span(npages, Span::LARGE, kind, npages * PAGE_SIZE)?;
@@ -264,71 +288,57 @@ impl Memory {
         Ok(span)
     }
 
-    /// Puts a new large-object span on its list (after its object is initialised).
-    pub(crate) fn publish_large(&self, span: SpanPtr) {
-        // SAFETY: the allocating thread held the new span until now and gives it up.
-        unsafe { self.release_span(span) };
-    }
-
-    /// Starts a new sweep generation after marking: every span on a central list becomes
-    /// unswept; spans held by caches become unswept when released (see `release_span`). Called
-    /// with the previous sweep finished (the collector's job).
+    /// Starts a new sweep generation after marking: flips every central's swept and unswept
+    /// sets (O(1)). Spans held by caches join the unswept sets when released. Called with the
+    /// previous sweep finished (the collector's job).
     pub(crate) fn begin_sweep(&self) {
-        debug_assert_eq!(self.unswept.load(Ordering::Relaxed), 0);
+        debug_assert!(self.sweep_done());
         self.counters.swept_live_bytes.store(0, Ordering::Relaxed);
         self.counters.swept_live_objects.store(0, Ordering::Relaxed);
-        let sg = self.sweepgen.fetch_add(2, Ordering::AcqRel) + 2;
-        for central in self.all_centrals() {
+        self.sweepgen.fetch_add(2, Ordering::AcqRel);
+    }
+
+    /// Whether no span of the current generation is left to sweep (nor being swept). Spans still
+    /// held by caches are the caller's to account for.
+    pub(crate) fn sweep_done(&self) -> bool {
+        if self.sweeping.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let sg = self.sweepgen.load(Ordering::Acquire);
+        self.all_centrals().all(|c| {
+            let mut c = c.lock();
+            let u = c.unswept(sg);
+            u[0].is_empty() && u[1].is_empty()
+        }) && self.sweeping.load(Ordering::Acquire) == 0
+    }
+
+    /// Pops up to `max` unswept spans, from any list (drop-glue kinds only if `with_drop`). The
+    /// caller holds them and must sweep each with [`Memory::sweep_span`].
+    pub(crate) fn pop_unswept(&self, max: usize, with_drop: bool, out: &mut Vec<SpanPtr>) {
+        let take = |central: &Mutex<Central>, out: &mut Vec<SpanPtr>| {
             let mut c = central.lock();
-            let Central { partial, full, unswept } = &mut *c;
-            // Move only spans of the old generation: between the bump and this lock, a thread may
-            // have released a span made (or swept) in the new one, which this sweep must not touch.
-            // Stale spans released since the bump are on `unswept` already, counted by
-            // `release_span`. Count before the lock is released: allocating threads may sweep
-            // these spans as soon as it is.
-            let before = unswept.len();
-            for list in [partial, full] {
-                let mut i = 0;
-                while i < list.len() {
-                    // SAFETY: spans on a list are in use; the lock makes us their holder.
-                    if unsafe { list[i].get() }.sweepgen.load(Ordering::Relaxed) < sg {
-                        unswept.push(list.swap_remove(i));
-                    } else {
-                        i += 1;
+            let sg = self.sweepgen.load(Ordering::Acquire);
+            for list in c.unswept(sg) {
+                let mut i = list.len();
+                while i > 0 && out.len() < max {
+                    i -= 1;
+                    // SAFETY: spans on a list are in use.
+                    if with_drop || !unsafe { list[i].get() }.kind.drop() {
+                        out.push(list.swap_remove(i));
+                        self.sweeping.fetch_add(1, Ordering::AcqRel);
                     }
                 }
             }
-            self.unswept.fetch_add(unswept.len() - before, Ordering::AcqRel);
-        }
-    }
-
-    /// Pops up to `max` unswept spans, from any list (drop-glue kinds only if `with_drop`).
-    pub(crate) fn pop_unswept(&self, max: usize, with_drop: bool, out: &mut Vec<SpanPtr>) {
+        };
         for (i, central) in self.centrals.iter().enumerate() {
             if out.len() >= max {
                 return;
             }
-            if !with_drop && SpanKind((i % SpanKind::COUNT) as u8).drop() {
-                continue;
-            }
-            let mut c = central.lock();
-            while out.len() < max {
-                match c.unswept.pop() {
-                    Some(s) => out.push(s),
-                    None => break,
-                }
+            if with_drop || !SpanKind((i % SpanKind::COUNT) as u8).drop() {
+                take(central, out);
             }
         }
-        let mut c = self.large.lock();
-        let mut i = 0;
-        while out.len() < max && i < c.unswept.len() {
-            // SAFETY: spans on a list are in use.
-            if with_drop || !unsafe { c.unswept[i].get() }.kind.drop() {
-                out.push(c.unswept.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
+        take(&self.large, out);
     }
 
     /// Sweeps a span its caller holds: calls `on_dead(payload-less object start)` for every object
@@ -372,8 +382,8 @@ impl Memory {
         self.counters.freed_bytes.fetch_add(dead * s.elem_size, Ordering::Relaxed);
         self.counters.swept_live_objects.fetch_add(live, Ordering::Relaxed);
         self.counters.swept_live_bytes.fetch_add(live * s.elem_size, Ordering::Relaxed);
-        let before = self.unswept.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(before > 0, "swept a span no one counted as unswept");
+        let before = self.sweeping.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "swept a span that was not popped from an unswept set");
         if live == 0 {
             // SAFETY: no object of the span is live, and we hold it.
             unsafe { self.free_span(span) };
@@ -388,7 +398,7 @@ impl Memory {
     pub(crate) fn for_each_allocated(&self, mut f: impl FnMut(usize, &Span)) {
         for central in self.all_centrals() {
             let c = central.lock();
-            for &sp in c.partial.iter().chain(&c.full).chain(&c.unswept) {
+            for &sp in c.all() {
                 // SAFETY: spans on a list are in use, and with every cache released the list's lock
                 // makes us their holder for the duration.
                 let s = unsafe { sp.get() };
@@ -409,11 +419,7 @@ impl Memory {
     /// Nothing refers to any object of the heap any more.
     pub(crate) unsafe fn free_all(&self) {
         for central in self.all_centrals() {
-            let spans: Vec<SpanPtr> = {
-                let mut c = central.lock();
-                let Central { partial, full, unswept } = &mut *c;
-                partial.drain(..).chain(full.drain(..)).chain(unswept.drain(..)).collect()
-            };
+            let spans: Vec<SpanPtr> = std::mem::take(&mut *central.lock()).all().copied().collect();
             for s in spans {
                 // SAFETY: the caller guarantees nothing refers to the heap's objects.
                 unsafe { self.free_span(s) };
