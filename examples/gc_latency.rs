@@ -138,6 +138,13 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
         return (total, lat, check);
     }
     let table = m.scope(|s| s.root(s.alloc_slice(W, |_| Member::<[u8]>::null())));
+    let probe = std::env::var_os("GC_LATENCY_PROBE").is_some();
+    let csw = || {
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+        (ru.ru_nivcsw, ru.ru_nvcsw)
+    };
+    let mut last = csw();
     for b in (0..N).step_by(BATCH) {
         m.scope(|s| {
             let t = table.get(s);
@@ -146,6 +153,18 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
                 t[i % W].set(s, Some(msg));
                 let now = Instant::now();
                 lat[i] = (now - prev).as_nanos() as u64;
+                if probe {
+                    let c = csw();
+                    if lat[i] > 300_000 {
+                        eprintln!(
+                            "push {i}: {} us, involuntary switches +{}, voluntary +{}",
+                            lat[i] / 1000,
+                            c.0 - last.0,
+                            c.1 - last.1
+                        );
+                    }
+                    last = c;
+                }
                 prev = now;
             }
         });

@@ -60,6 +60,8 @@ pub(crate) struct CycleState {
     /// The driver's own marker (synchronous mode).
     marker: Option<Marker>,
     spans: Vec<crate::memory::SpanPtr>,
+    swept_spans: Vec<crate::memory::SpanPtr>,
+    dead_spans: Vec<crate::memory::SpanPtr>,
 }
 
 impl CycleState {
@@ -74,6 +76,8 @@ impl CycleState {
             mark_start: now,
             marker: None,
             spans: Vec::new(),
+            swept_spans: Vec::new(),
+            dead_spans: Vec::new(),
         }
     }
 }
@@ -237,10 +241,15 @@ impl Collector {
             for sp in std::mem::take(&mut st.spans) {
                 // SAFETY: popping made us the holder; marking is over for this sweep generation;
                 // drop glue runs only if the driver is outside every scope (`with_drop`).
-                if let Some(sp) = unsafe { self.sweep_span(sp) } {
-                    // SAFETY: we hold it, and give it up.
-                    unsafe { self.memory.release_span(sp) };
+                if let Some(sp) = unsafe { self.sweep_span(sp, &mut st.dead_spans) } {
+                    st.swept_spans.push(sp);
                 }
+            }
+            // SAFETY: we hold the swept spans and give them up; the emptied ones hold no live
+            // object.
+            unsafe {
+                self.memory.release_spans(&mut st.swept_spans);
+                self.memory.free_spans(&mut st.dead_spans);
             }
             if max != usize::MAX {
                 break;

@@ -364,17 +364,21 @@ impl Collector {
     /// # Safety
     /// As for [`Memory::sweep_span`], and for a kind with drop glue the calling thread is
     /// outside every scope.
-    unsafe fn sweep_span(&self, sp: SpanPtr) -> Option<SpanPtr> {
+    unsafe fn sweep_span(&self, sp: SpanPtr, dead_spans: &mut Vec<SpanPtr>) -> Option<SpanPtr> {
         // SAFETY: the caller holds the span.
         let needs_finalize = unsafe { sp.get() }.kind.drop();
         let mut panics = 0;
         // SAFETY: forwarded from the caller; each dead object is unreachable and visited once.
         let r = unsafe {
-            self.memory.sweep_span(sp, |obj| {
-                if needs_finalize && !sweep::finalize_dead(obj) {
-                    panics += 1;
-                }
-            })
+            self.memory.sweep_span(
+                sp,
+                |obj| {
+                    if needs_finalize && !sweep::finalize_dead(obj) {
+                        panics += 1;
+                    }
+                },
+                dead_spans,
+            )
         };
         if panics > 0 {
             self.telemetry.drop_panics.fetch_add(panics, Ordering::Relaxed);

@@ -15,7 +15,7 @@
 
 use super::size_class::NUM_CLASSES;
 use super::span::SpanKind;
-use super::{Exhausted, Memory, SpanPtr};
+use super::{Exhausted, Memory, Scratch, SpanPtr};
 use crate::sync::Ordering::Relaxed;
 
 #[derive(Clone, Copy, Default)]
@@ -35,6 +35,7 @@ pub(crate) struct Cache {
     pub(crate) local_black_bytes: usize,
     /// Large-object spans allocated and not yet published (their object is being initialised).
     pub(crate) pending_large: u32,
+    scratch: Scratch,
 }
 
 impl Default for Cache {
@@ -46,6 +47,7 @@ impl Default for Cache {
             local_objects: 0,
             local_black_bytes: 0,
             pending_large: 0,
+            scratch: Scratch::default(),
         }
     }
 }
@@ -102,7 +104,7 @@ impl Cache {
                 unsafe { mem.release_span(sp) };
             }
             self.flush_counters(mem);
-            let sp = mem.refill(class, kind)?;
+            let sp = mem.refill(class, kind, &mut self.scratch)?;
             self.slots[idx] = Slot { span: Some(sp), black: self.is_black(sp) };
         }
     }

@@ -97,11 +97,14 @@ pub(crate) struct MemoryCounters {
 pub(crate) struct Memory {
     base: usize,
     len: usize,
-    pages: Mutex<PageHeap>,
+    pages: Mutex<Pages>,
     page_table: *const AtomicPtr<Span>,
     page_table_bytes: usize,
     centrals: Box<[CachePadded<Mutex<Central>>]>,
     large: CachePadded<Mutex<Central>>,
+    /// Unswept spans per central (the large one last), kept under each central's lock and read
+    /// without it, so sweepers skip empty centrals without touching their locks.
+    unswept_len: Box<[AtomicUsize]>,
     /// Go's `sweepgen`: +2 every cycle (see span.rs).
     pub(crate) sweepgen: AtomicU32,
     /// Spans popped from an unswept set and not yet swept.
@@ -113,6 +116,20 @@ pub(crate) struct Memory {
 unsafe impl Send for Memory {}
 // SAFETY: as above; all other shared state is behind locks or atomics.
 unsafe impl Sync for Memory {}
+
+/// Buffers a lazy sweep reuses, so an allocation's slow path does not call the system allocator.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    batch: Vec<SpanPtr>,
+    rest: Vec<SpanPtr>,
+    dead: Vec<SpanPtr>,
+}
+
+/// The page heap and the span structs kept for reuse, under one lock.
+struct Pages {
+    heap: PageHeap,
+    spare: Vec<Box<Span>>,
+}
 
 /// Unswept spans an allocation sweeps at most before it takes a fresh span instead.
 pub(crate) const LAZY_SWEEP_BUDGET: usize = 16;
@@ -132,13 +149,14 @@ impl Memory {
         Ok(Memory {
             base,
             len,
-            pages: Mutex::new(PageHeap::new(reservation)),
+            pages: Mutex::new(Pages { heap: PageHeap::new(reservation), spare: Vec::new() }),
             page_table: page_table as *const AtomicPtr<Span>,
             page_table_bytes,
             centrals: (0..NUM_CLASSES * SpanKind::COUNT)
                 .map(|_| CachePadded::new(Mutex::new(Central::default())))
                 .collect(),
             large: CachePadded::new(Mutex::new(Central::default())),
+            unswept_len: (0..=NUM_CLASSES * SpanKind::COUNT).map(|_| AtomicUsize::new(0)).collect(),
             sweepgen: AtomicU32::new(2),
             sweeping: AtomicUsize::new(0),
             counters: MemoryCounters::default(),
@@ -166,7 +184,7 @@ impl Memory {
     /// Bytes committed from the OS, and bytes in spans in use.
     pub(crate) fn footprint(&self) -> (usize, usize) {
         let p = self.pages.lock();
-        (p.committed(), p.in_use_pages * PAGE_SIZE)
+        (p.heap.committed(), p.heap.in_use_pages * PAGE_SIZE)
     }
 
     #[inline]
@@ -191,8 +209,17 @@ impl Memory {
     }
 
     #[inline]
-    fn central(&self, class: u8, kind: SpanKind) -> &Mutex<Central> {
-        &self.centrals[class as usize * SpanKind::COUNT + kind.index()]
+    fn central_index(class: u8, kind: SpanKind) -> usize {
+        if class == Span::LARGE {
+            NUM_CLASSES * SpanKind::COUNT
+        } else {
+            class as usize * SpanKind::COUNT + kind.index()
+        }
+    }
+
+    #[inline]
+    fn central_at(&self, i: usize) -> &Mutex<Central> {
+        self.centrals.get(i).map_or(&*self.large, |c| &**c)
     }
 
     /// Every central list, the large-object one last.
@@ -202,8 +229,18 @@ impl Memory {
 
     /// Takes pages for a new span and maps them in the page table.
     fn new_span(&self, npages: usize, class: u8, kind: SpanKind, elem_size: usize) -> Result<SpanPtr, Exhausted> {
-        let base = self.pages.lock().alloc(npages).ok_or(Exhausted)?;
-        let span = Box::new(Span::new(base, npages, class, kind, elem_size, self.sweepgen.load(Ordering::Relaxed)));
+        let (base, spare) = {
+            let mut p = self.pages.lock();
+            (p.heap.alloc(npages).ok_or(Exhausted)?, p.spare.pop())
+        };
+        let fresh = Span::new(base, npages, class, kind, elem_size, self.sweepgen.load(Ordering::Relaxed));
+        let span = match spare {
+            Some(mut b) => {
+                *b = fresh;
+                b
+            }
+            None => Box::new(fresh),
+        };
         let ptr = NonNull::from(Box::leak(span));
         for p in 0..npages {
             self.page_entry(base + p * PAGE_SIZE).store(ptr.as_ptr(), Ordering::Release);
@@ -211,17 +248,31 @@ impl Memory {
         Ok(SpanPtr(ptr))
     }
 
-    /// Unmaps a dead span and returns its pages.
+    /// Unmaps dead spans and returns their pages, under one acquisition of the page-heap lock
+    /// (a sweeper frees spans in bursts; taking the lock per span would starve allocating
+    /// threads waiting for it).
     ///
     /// # Safety
-    /// No object of the span is reachable or referenced, and nobody else holds the span.
-    unsafe fn free_span(&self, span: SpanPtr) {
-        // SAFETY: the caller hands over the only reference to a span box made in `new_span`.
-        let s = unsafe { Box::from_raw(span.0.as_ptr()) };
-        for p in 0..s.npages {
-            self.page_entry(s.base + p * PAGE_SIZE).store(std::ptr::null_mut(), Ordering::Release);
+    /// No object of the spans is reachable or referenced, and nobody else holds them.
+    pub(crate) unsafe fn free_spans(&self, spans: &mut Vec<SpanPtr>) {
+        if spans.is_empty() {
+            return;
         }
-        self.pages.lock().free(s.base, s.npages);
+        for span in spans.iter() {
+            // SAFETY: the caller hands over spans in use.
+            let s = unsafe { span.get() };
+            for p in 0..s.npages {
+                self.page_entry(s.base + p * PAGE_SIZE).store(std::ptr::null_mut(), Ordering::Release);
+            }
+        }
+        let mut pages = self.pages.lock();
+        for span in spans.drain(..) {
+            // SAFETY: the caller hands over the only reference to a span box made in `new_span`;
+            // it is kept for reuse (no allocator traffic between threads).
+            let s = unsafe { Box::from_raw(span.0.as_ptr()) };
+            pages.heap.free(s.base, s.npages);
+            pages.spare.push(s);
+        }
     }
 
     /// Puts a span no thread holds any more back on its central list: the unswept sets if the
@@ -231,46 +282,88 @@ impl Memory {
     /// # Safety
     /// The caller is the span's holder and gives it up.
     pub(crate) unsafe fn release_span(&self, span: SpanPtr) {
-        // SAFETY: the caller is the holder.
-        let s = unsafe { span.get() };
-        let central = if s.class == Span::LARGE { &*self.large } else { self.central(s.class, s.kind) };
-        let mut c = central.lock();
-        let sg = self.sweepgen.load(Ordering::Acquire);
-        if s.sweepgen.load(Ordering::Relaxed) < sg {
-            c.unswept(sg)[0].push(span);
-        } else {
-            // SAFETY: the caller is the holder until the span is on a list.
-            let full = unsafe { s.is_full() } as usize;
-            c.swept(sg)[full].push(span);
+        // SAFETY: forwarded.
+        unsafe { self.release_spans(&mut vec![span]) };
+    }
+
+    /// [`Memory::release_span`] for many spans, taking each central's lock once per run of
+    /// consecutive spans that belong to it (a sweeper releases spans in bursts; a lock per span
+    /// would starve the allocating threads waiting for it).
+    ///
+    /// # Safety
+    /// The caller is the holder of every span and gives them up.
+    pub(crate) unsafe fn release_spans(&self, spans: &mut Vec<SpanPtr>) {
+        let mut i = 0;
+        while i < spans.len() {
+            // SAFETY: the caller holds the spans.
+            let first = unsafe { spans[i].get() };
+            let ci = Self::central_index(first.class, first.kind);
+            let mut c = self.central_at(ci).lock();
+            let sg = self.sweepgen.load(Ordering::Acquire);
+            while i < spans.len() {
+                // SAFETY: as above.
+                let s = unsafe { spans[i].get() };
+                if (s.class, s.kind) != (first.class, first.kind) {
+                    break;
+                }
+                if s.sweepgen.load(Ordering::Relaxed) < sg {
+                    c.unswept(sg)[0].push(spans[i]);
+                    self.unswept_len[ci].fetch_add(1, Ordering::SeqCst);
+                } else {
+                    // SAFETY: the caller is the holder until the span is on a list.
+                    let full = unsafe { s.is_full() } as usize;
+                    c.swept(sg)[full].push(spans[i]);
+                }
+                i += 1;
+            }
         }
+        spans.clear();
     }
 
     /// A span of `class`/`kind` with a free slot, for a cache: a swept one with free slots, else
     /// one swept here (kinds without drop glue only: sweeping those runs no user code; at most
-    /// [`LAZY_SWEEP_BUDGET`] spans, so an allocation never sweeps for long), else a fresh one.
-    pub(crate) fn refill(&self, class: u8, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
-        let central = self.central(class, kind);
-        for _ in 0..if kind.drop() { 1 } else { LAZY_SWEEP_BUDGET + 1 } {
-            let mut c = central.lock();
+    /// [`LAZY_SWEEP_BUDGET`] spans, popped and put back under one lock acquisition each, so an
+    /// allocation never sweeps for long nor queues on the lock), else a fresh one.
+    pub(crate) fn refill(&self, class: u8, kind: SpanKind, scratch: &mut Scratch) -> Result<SpanPtr, Exhausted> {
+        let ci = Self::central_index(class, kind);
+        let Scratch { batch, rest, dead } = scratch;
+        {
+            let mut c = self.central_at(ci).lock();
             let sg = self.sweepgen.load(Ordering::Acquire);
             if let Some(s) = c.swept(sg)[0].pop() {
                 return Ok(s);
             }
-            if kind.drop() {
-                break;
-            }
-            let Some(s) = c.pop_unswept(sg) else { break };
-            self.sweeping.fetch_add(1, Ordering::AcqRel);
-            drop(c);
-            // SAFETY: popping the span from an unswept set made us its holder; no-drop spans
-            // need no per-object work, so the empty callback is the whole sweep.
-            if let Some(s) = unsafe { self.sweep_span(s, |_| {}) } {
-                // SAFETY: we still hold it.
-                if !unsafe { s.get().is_full() } {
-                    return Ok(s);
+            if !kind.drop() {
+                while batch.len() < LAZY_SWEEP_BUDGET {
+                    let Some(s) = c.pop_unswept(sg) else { break };
+                    batch.push(s);
                 }
-                // SAFETY: we hold it, and give it up (to the swept full set).
-                unsafe { self.release_span(s) };
+                self.sweeping.fetch_add(batch.len(), Ordering::SeqCst);
+                self.unswept_len[ci].fetch_sub(batch.len(), Ordering::SeqCst);
+            }
+        }
+        if !batch.is_empty() {
+            let mut found = None;
+            for s in batch.drain(..) {
+                // SAFETY: popping the span from an unswept set made us its holder; no-drop spans
+                // need no per-object work, so the empty callback is the whole sweep.
+                if let Some(s) = unsafe { self.sweep_span(s, |_| {}, dead) } {
+                    // SAFETY: we hold it.
+                    if found.is_none() && !unsafe { s.get().is_full() } {
+                        found = Some(s);
+                    } else {
+                        rest.push(s);
+                    }
+                }
+            }
+            // SAFETY: we hold the swept spans and give back all but `found`; the emptied ones
+            // hold no live object.
+            unsafe {
+                self.release_spans(rest);
+                self.free_spans(dead);
+            }
+            if let Some(s) = found {
+                return Ok(s);
             }
         }
         let size = CLASS_SIZES[class as usize] as usize;
@@ -295,61 +388,69 @@ impl Memory {
         debug_assert!(self.sweep_done());
         self.counters.swept_live_bytes.store(0, Ordering::Relaxed);
         self.counters.swept_live_objects.store(0, Ordering::Relaxed);
-        self.sweepgen.fetch_add(2, Ordering::AcqRel);
+        let sg = self.sweepgen.fetch_add(2, Ordering::AcqRel) + 2;
+        // The flip is O(1); the hints follow, one short lock per central. A span pushed or popped
+        // between the bump and its central's turn here updates the hint itself, under the lock,
+        // after this store or before it; the store below recounts from the lists, so it is exact.
+        for i in 0..self.unswept_len.len() {
+            let mut c = self.central_at(i).lock();
+            let u = c.unswept(sg);
+            self.unswept_len[i].store(u[0].len() + u[1].len(), Ordering::SeqCst);
+        }
     }
 
     /// Whether no span of the current generation is left to sweep (nor being swept). Spans still
     /// held by caches are the caller's to account for.
     pub(crate) fn sweep_done(&self) -> bool {
-        if self.sweeping.load(Ordering::Acquire) != 0 {
-            return false;
-        }
-        let sg = self.sweepgen.load(Ordering::Acquire);
-        self.all_centrals().all(|c| {
-            let mut c = c.lock();
-            let u = c.unswept(sg);
-            u[0].is_empty() && u[1].is_empty()
-        }) && self.sweeping.load(Ordering::Acquire) == 0
+        // A pop raises `sweeping` before it lowers a hint, so if every hint reads 0 here, a span
+        // popped meanwhile shows in `sweeping` below.
+        self.unswept_len.iter().all(|n| n.load(Ordering::SeqCst) == 0) && self.sweeping.load(Ordering::SeqCst) == 0
     }
 
     /// Pops up to `max` unswept spans, from any list (drop-glue kinds only if `with_drop`). The
     /// caller holds them and must sweep each with [`Memory::sweep_span`].
     pub(crate) fn pop_unswept(&self, max: usize, with_drop: bool, out: &mut Vec<SpanPtr>) {
-        let take = |central: &Mutex<Central>, out: &mut Vec<SpanPtr>| {
-            let mut c = central.lock();
-            let sg = self.sweepgen.load(Ordering::Acquire);
-            for list in c.unswept(sg) {
-                let mut i = list.len();
-                while i > 0 && out.len() < max {
-                    i -= 1;
-                    // SAFETY: spans on a list are in use.
-                    if with_drop || !unsafe { list[i].get() }.kind.drop() {
-                        out.push(list.swap_remove(i));
-                        self.sweeping.fetch_add(1, Ordering::AcqRel);
-                    }
-                }
-            }
-        };
-        for (i, central) in self.centrals.iter().enumerate() {
+        for i in 0..self.unswept_len.len() {
             if out.len() >= max {
                 return;
             }
-            if with_drop || !SpanKind((i % SpanKind::COUNT) as u8).drop() {
-                take(central, out);
+            let is_large = i == NUM_CLASSES * SpanKind::COUNT;
+            if self.unswept_len[i].load(Ordering::SeqCst) == 0
+                || (!with_drop && !is_large && SpanKind((i % SpanKind::COUNT) as u8).drop())
+            {
+                continue;
+            }
+            let mut c = self.central_at(i).lock();
+            let sg = self.sweepgen.load(Ordering::Acquire);
+            for list in c.unswept(sg) {
+                let mut j = list.len();
+                while j > 0 && out.len() < max {
+                    j -= 1;
+                    // SAFETY: spans on a list are in use.
+                    if with_drop || !unsafe { list[j].get() }.kind.drop() {
+                        out.push(list.swap_remove(j));
+                        self.sweeping.fetch_add(1, Ordering::SeqCst);
+                        self.unswept_len[i].fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
             }
         }
-        take(&self.large, out);
     }
 
-    /// Sweeps a span its caller holds: calls `on_dead(payload-less object start)` for every object
-    /// that was allocated and is unmarked, then makes the marks the new alloc bits. Returns the
-    /// span if it still has live objects (the caller still holds it), or frees it and returns
-    /// `None`.
+    /// Sweeps a span its caller holds: calls `on_dead(object start)` for every object that was
+    /// allocated and is unmarked, then makes the marks the new alloc bits. Returns the span if it
+    /// still has live objects (the caller still holds it); an empty span goes to `dead`, for the
+    /// caller to return with [`Memory::free_spans`].
     ///
     /// # Safety
     /// The caller holds the span (popped it from `unswept`), marking of this cycle has finished,
     /// and no thread can reach the span's unmarked objects.
-    pub(crate) unsafe fn sweep_span(&self, span: SpanPtr, mut on_dead: impl FnMut(usize)) -> Option<SpanPtr> {
+    pub(crate) unsafe fn sweep_span(
+        &self,
+        span: SpanPtr,
+        mut on_dead: impl FnMut(usize),
+        dead_spans: &mut Vec<SpanPtr>,
+    ) -> Option<SpanPtr> {
         // SAFETY: the caller holds the span, so it is in use and its alloc state is ours.
         let s = unsafe { span.get() };
         // SAFETY: as above.
@@ -363,7 +464,7 @@ impl Memory {
         );
         s.sweepgen.store(sg - 1, Ordering::Relaxed);
         let (mut live, mut dead) = (0usize, 0usize);
-        for w in 0..st.alloc_bits.len() {
+        for w in 0..st.words {
             let marked = s.mark_bits[w].load(Ordering::Acquire);
             let mut dead_bits = st.allocated_word(w) & !marked;
             while dead_bits != 0 {
@@ -382,11 +483,10 @@ impl Memory {
         self.counters.freed_bytes.fetch_add(dead * s.elem_size, Ordering::Relaxed);
         self.counters.swept_live_objects.fetch_add(live, Ordering::Relaxed);
         self.counters.swept_live_bytes.fetch_add(live * s.elem_size, Ordering::Relaxed);
-        let before = self.sweeping.fetch_sub(1, Ordering::AcqRel);
+        let before = self.sweeping.fetch_sub(1, Ordering::SeqCst);
         debug_assert!(before > 0, "swept a span that was not popped from an unswept set");
         if live == 0 {
-            // SAFETY: no object of the span is live, and we hold it.
-            unsafe { self.free_span(span) };
+            dead_spans.push(span);
             None
         } else {
             Some(span)
@@ -419,11 +519,9 @@ impl Memory {
     /// Nothing refers to any object of the heap any more.
     pub(crate) unsafe fn free_all(&self) {
         for central in self.all_centrals() {
-            let spans: Vec<SpanPtr> = std::mem::take(&mut *central.lock()).all().copied().collect();
-            for s in spans {
-                // SAFETY: the caller guarantees nothing refers to the heap's objects.
-                unsafe { self.free_span(s) };
-            }
+            let mut spans: Vec<SpanPtr> = std::mem::take(&mut *central.lock()).all().copied().collect();
+            // SAFETY: the caller guarantees nothing refers to the heap's objects.
+            unsafe { self.free_spans(&mut spans) };
         }
     }
 }

@@ -18,7 +18,7 @@
 //! `sweepgen` follows Go: with the heap's sweep generation `sg`, a span with `sweepgen == sg - 2`
 //! still needs sweeping for this cycle, `sg - 1` is being swept, and `sg` is swept.
 
-use super::size_class::PAGE_SIZE;
+use super::size_class::{CLASS_PAGES, CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 
@@ -46,14 +46,33 @@ impl SpanKind {
     }
 }
 
+/// Most objects a span holds: class 16 on one page. Bitmaps are inline arrays of this many bits,
+/// so making or recycling a span allocates nothing.
+pub(crate) const MAX_SPAN_OBJECTS: usize = {
+    let mut max = 1;
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let n = CLASS_PAGES[c] as usize * PAGE_SIZE / CLASS_SIZES[c] as usize;
+        if n > max {
+            max = n;
+        }
+        c += 1;
+    }
+    max
+};
+/// Words of one bitmap.
+pub(crate) const BITMAP_WORDS: usize = MAX_SPAN_OBJECTS.div_ceil(64);
+
 /// The allocation state of a span, owned by its current holder (see the module docs).
 pub(crate) struct AllocState {
     /// Every slot below this index is allocated.
     pub(crate) free_index: usize,
     /// Inverted alloc bits of word `free_index / 64`, shifted so bit 0 is slot `free_index`.
     pub(crate) alloc_cache: u64,
-    /// Slots that were live at the last sweep.
-    pub(crate) alloc_bits: Box<[u64]>,
+    /// Slots that were live at the last sweep (the first `nelems` bits).
+    pub(crate) alloc_bits: [u64; BITMAP_WORDS],
+    /// Words of the bitmaps in use.
+    pub(crate) words: usize,
     /// Allocated slots (live at the last sweep plus allocated since).
     pub(crate) alloc_count: usize,
 }
@@ -69,7 +88,7 @@ pub(crate) struct Span {
     pub(crate) elem_size: usize,
     pub(crate) nelems: usize,
     pub(crate) sweepgen: AtomicU32,
-    pub(crate) mark_bits: Box<[AtomicU64]>,
+    pub(crate) mark_bits: [AtomicU64; BITMAP_WORDS],
     alloc: UnsafeCell<AllocState>,
 }
 
@@ -85,6 +104,7 @@ impl Span {
     pub(crate) fn new(base: usize, npages: usize, class: u8, kind: SpanKind, elem_size: usize, sweepgen: u32) -> Span {
         let nelems = (npages * PAGE_SIZE) / elem_size;
         let words = nelems.div_ceil(64);
+        assert!(words <= BITMAP_WORDS, "a span of {nelems} objects");
         Span {
             base,
             npages,
@@ -93,11 +113,12 @@ impl Span {
             elem_size,
             nelems,
             sweepgen: AtomicU32::new(sweepgen),
-            mark_bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            mark_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
             alloc: UnsafeCell::new(AllocState {
                 free_index: 0,
                 alloc_cache: !0,
-                alloc_bits: vec![0; words].into_boxed_slice(),
+                alloc_bits: [0; BITMAP_WORDS],
+                words,
                 alloc_count: 0,
             }),
         }
@@ -253,7 +274,10 @@ mod tests {
         for &i in live {
             bits[i / 64] |= 1 << (i % 64);
         }
-        let mut s = AllocState { free_index: 0, alloc_cache: 0, alloc_bits: bits.into_boxed_slice(), alloc_count: 0 };
+        let words = bits.len();
+        bits.resize(BITMAP_WORDS, 0);
+        let mut s =
+            AllocState { free_index: 0, alloc_cache: 0, alloc_bits: bits.try_into().unwrap(), words, alloc_count: 0 };
         s.reset_after_sweep(live.len());
         s
     }
