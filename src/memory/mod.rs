@@ -128,6 +128,8 @@ pub(crate) struct Scratch {
 /// The page heap and the span structs kept for reuse, under one lock.
 struct Pages {
     heap: PageHeap,
+    // Boxed on purpose: the page table and every list point to these addresses.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<Span>>,
 }
 
