@@ -9,6 +9,7 @@
 //!
 //! lowpause runs the loop in scopes of 64 messages; the time of entering and leaving each scope is
 //! charged to the messages it borders, so every safepoint is inside a measured store.
+//! `GC_LATENCY_TOP=1` also lists the slowest pushes and their indices.
 
 use lowpause::{Heap, Member, Trace};
 use std::time::{Duration, Instant};
@@ -138,13 +139,6 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
         return (total, lat, check);
     }
     let table = m.scope(|s| s.root(s.alloc_slice(W, |_| Member::<[u8]>::null())));
-    let probe = std::env::var_os("GC_LATENCY_PROBE").is_some();
-    let csw = || {
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-        (ru.ru_nivcsw, ru.ru_nvcsw)
-    };
-    let mut last = csw();
     for b in (0..N).step_by(BATCH) {
         m.scope(|s| {
             let t = table.get(s);
