@@ -147,18 +147,6 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
                 t[i % W].set(s, Some(msg));
                 let now = Instant::now();
                 lat[i] = (now - prev).as_nanos() as u64;
-                if probe {
-                    let c = csw();
-                    if lat[i] > 300_000 {
-                        eprintln!(
-                            "push {i}: {} us, involuntary switches +{}, voluntary +{}",
-                            lat[i] / 1000,
-                            c.0 - last.0,
-                            c.1 - last.1
-                        );
-                    }
-                    last = c;
-                }
                 prev = now;
             }
         });
