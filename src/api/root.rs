@@ -88,8 +88,7 @@ impl<T: ?Sized + GcObject> Clone for Root<T> {
 impl<T: ?Sized + GcObject> Drop for Root<T> {
     fn drop(&mut self) {
         let c = &self.heap.collector;
-        c.shade_for_root(self.ptr.cast::<u8>().as_ptr() as usize);
-        c.roots.remove(self.slot);
+        c.roots.remove(self.slot, |p| c.shade_for_root(p));
     }
 }
 

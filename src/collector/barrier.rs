@@ -22,10 +22,14 @@ use super::mark::Work;
 use super::mutator::ThreadRecord;
 use super::Collector;
 use crate::object::HEADER_SIZE;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering};
 
 /// Entries in a thread's barrier ring.
+#[cfg(not(loom))]
 pub(crate) const BARRIER_BUFFER: usize = 256;
+/// Entries in a thread's barrier ring (small in models: each slot is a modelled atomic).
+#[cfg(loom)]
+pub(crate) const BARRIER_BUFFER: usize = 4;
 
 /// A single-producer ring of grey objects (payload addresses). The owning thread pushes; any
 /// thread drains, under `drain_lock`.
@@ -79,7 +83,74 @@ impl BarrierBuffer {
     }
 }
 
+/// The hybrid barrier's store, with the collector's parts passed in: `grey(p)` sets `p`'s mark
+/// bit and says whether it was white and needs scanning (`Some(true)`), `queue(p)` hands such an
+/// object to the marker.
+///
+/// `in_barrier` is raised *before* the barrier flag is read again and lowered after both targets
+/// are greyed and queued. Two rules rest on it:
+/// - a termination round never misses a reference held only by a barrier in flight;
+/// - marking's end turns the flag off and then waits for every `in_barrier` to drop, so a barrier
+///   that read the flag during marking cannot grey anything after the sweep has begun (it would
+///   leave a mark on a new white object that no sweep clears, hiding its children from the next
+///   cycle). Either the collector sees `in_barrier` up and waits, or the barrier sees the flag
+///   down and stores plainly: both sides are SeqCst.
+#[inline]
+pub(crate) fn hybrid_store(
+    in_barrier: &AtomicBool,
+    barrier_on: &AtomicBool,
+    slot: &AtomicPtr<u8>,
+    new: *mut u8,
+    mut grey: impl FnMut(usize) -> Option<bool>,
+    mut queue: impl FnMut(usize),
+) {
+    in_barrier.store(true, Ordering::SeqCst);
+    // Store-then-load on both sides (Dekker): the fences order each side's store before its load.
+    fence(Ordering::SeqCst);
+    if barrier_on.load(Ordering::SeqCst) {
+        let old = slot.load(Ordering::Acquire);
+        for p in [old as usize, new as usize] {
+            if p != 0 && grey(p) == Some(true) {
+                queue(p);
+            }
+        }
+    }
+    slot.store(new, Ordering::Release);
+    in_barrier.store(false, Ordering::SeqCst);
+}
+
+/// Turns the barrier flag off, then waits until no barrier (`rings`' flags) and no root operation
+/// (`roots_in_flight`) that may have read it on is still in flight.
+pub(crate) fn end_barrier<'a>(
+    barrier_on: &AtomicBool,
+    rings: impl Iterator<Item = &'a BarrierBuffer>,
+    roots_in_flight: &AtomicUsize,
+) {
+    barrier_on.store(false, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    for ring in rings {
+        let mut spins = 0;
+        while ring.in_barrier.load(Ordering::SeqCst) {
+            spins += 1;
+            crate::sync::spin_wait(spins);
+        }
+    }
+    let mut spins = 0;
+    while roots_in_flight.load(Ordering::SeqCst) != 0 {
+        spins += 1;
+        crate::sync::spin_wait(spins);
+    }
+}
+
 impl Collector {
+    /// Turns the barrier off at the end of marking and waits until no barrier or root operation
+    /// that read it on is still in flight (see [`hybrid_store`]). Such a barrier only meets black
+    /// objects, so this is short; afterwards nothing is greyed until the next cycle.
+    pub(crate) fn barrier_off(&self) {
+        let records = self.registry.records();
+        end_barrier(&self.barrier_on, records.iter().map(|r| &r.barrier), &self.roots_in_flight);
+    }
+
     /// Whether stores must be barriered now.
     #[inline(always)]
     pub(crate) fn barrier_on(&self) -> bool {
@@ -95,27 +166,20 @@ impl Collector {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn barriered_store(&self, rec: &ThreadRecord, slot: &AtomicPtr<u8>, new: *mut u8) {
-        let buf = &rec.barrier;
-        buf.in_barrier.store(true, Ordering::SeqCst);
-        let old = slot.load(Ordering::Acquire);
-        self.grey_from_mutator(rec, old as usize);
-        self.grey_from_mutator(rec, new as usize);
-        slot.store(new, Ordering::Release);
-        buf.in_barrier.store(false, Ordering::SeqCst);
-    }
-
-    /// Greys `payload` (0 for null) on behalf of a mutator inside a scope.
-    fn grey_from_mutator(&self, rec: &ThreadRecord, payload: usize) {
-        if payload == 0 {
-            return;
-        }
-        if let Some(scan) = self.grey(payload) {
-            if scan && !rec.barrier.push(payload) {
-                self.flush_barrier(rec);
-                let pushed = rec.barrier.push(payload);
-                debug_assert!(pushed);
-            }
-        }
+        hybrid_store(
+            &rec.barrier.in_barrier,
+            &self.barrier_on,
+            slot,
+            new,
+            |p| self.grey(p),
+            |p| {
+                if !rec.barrier.push(p) {
+                    self.flush_barrier(rec);
+                    let pushed = rec.barrier.push(p);
+                    debug_assert!(pushed);
+                }
+            },
+        );
     }
 
     /// Sets the mark bit of `payload`'s object. `None` if it was already marked; otherwise
@@ -144,14 +208,19 @@ impl Collector {
     }
 
     /// Shades an object a root operation adds or removes while the barrier is on (from any
-    /// thread, inside a scope or not).
+    /// thread, inside a scope or not). Like a barrier, it is *in flight* from before it reads the
+    /// flag until what it greyed is queued, and termination rounds see that (`roots_in_flight`),
+    /// so a round cannot end marking between the greying and the queueing.
     pub(crate) fn shade_for_root(&self, payload: usize) {
-        if self.barrier_on() {
+        self.roots_in_flight.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.barrier_on.load(Ordering::SeqCst) {
             if let Some(true) = self.grey(payload) {
                 self.mark.injector.push(Work::new(payload));
                 self.mark.wake_workers();
             }
         }
+        self.roots_in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

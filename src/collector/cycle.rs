@@ -18,12 +18,13 @@
 //! *clean*: every reachable object is black, and stays black until the sweep — so marking is
 //! done. The argument is in docs/design.md.
 
+use super::barrier::BarrierBuffer;
 use super::handshake::{level, token, Claim, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
 use super::mark::Marker;
 use super::mutator::ThreadRecord;
 use super::verify::Verifier;
 use super::Collector;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::Telemetry;
 use std::time::Instant;
 
@@ -86,6 +87,34 @@ impl CycleState {
 const SLOW_PATH_MARK_BUDGET: usize = 256 << 10;
 /// Spans a slow path sweeps per call in synchronous mode.
 const SLOW_PATH_SWEEP_BUDGET: usize = 8;
+
+/// One termination round, started when no grey work exists anywhere: looks for root operations
+/// in flight, drains every thread's ring (`requeue` hands each entry back to the markers) after
+/// looking for a barrier in flight there, lets `marked_out` finish any work that turned up (true:
+/// the markers are idle), and compares the count of greying events. Clean (true) only if nothing
+/// was found and nothing was greyed.
+pub(crate) fn termination_round<'a>(
+    grey_events: &AtomicU64,
+    roots_in_flight: &AtomicUsize,
+    rings: impl Iterator<Item = &'a BarrierBuffer>,
+    mut requeue: impl FnMut(usize),
+    marked_out: impl FnOnce() -> bool,
+) -> bool {
+    let before = grey_events.load(Ordering::SeqCst);
+    // In flight before this check: its greyed object is in the injector before the count drops,
+    // so `marked_out` sees it. After: it greys after `before` was read.
+    let mut dirty = roots_in_flight.load(Ordering::SeqCst) != 0;
+    for ring in rings {
+        // The flag first: if it is down, every barrier that began before has queued what it
+        // greyed, and the drain below sees it; one that begins after greys after `before` was
+        // read, which the final comparison sees. (Draining first misses a barrier that queues
+        // and lowers its flag between the two; a loom model found that.)
+        dirty |= ring.in_barrier.load(Ordering::SeqCst);
+        dirty |= ring.drain(&mut requeue) > 0;
+    }
+    let idle = marked_out();
+    !dirty && idle && grey_events.load(Ordering::SeqCst) == before
+}
 
 impl Collector {
     /// Takes every step of the cycle that needs no waiting. Returns whether anything changed.
@@ -183,16 +212,18 @@ impl Collector {
             return false;
         }
         // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier?
-        let before = self.grey_events.load(Ordering::SeqCst);
-        let mut dirty = false;
-        for rec in self.registry.records() {
-            dirty |= self.flush_barrier(&rec) > 0;
-            dirty |= rec.barrier.in_barrier.load(Ordering::SeqCst);
-        }
-        if dirty || !self.mark_with_driver(st, drive) || !self.mark.is_idle() {
-            return false;
-        }
-        if self.grey_events.load(Ordering::SeqCst) != before {
+        let records = self.registry.records();
+        let clean = termination_round(
+            &self.grey_events,
+            &self.roots_in_flight,
+            records.iter().map(|r| &r.barrier),
+            |p| self.mark.injector.push(super::mark::Work::new(p)),
+            || {
+                self.mark.wake_workers();
+                self.mark_with_driver(st, drive) && self.mark.is_idle()
+            },
+        );
+        if !clean {
             return false;
         }
         self.enter_phase(st, Phase::MarkDone)
@@ -204,15 +235,14 @@ impl Collector {
             self.roots.for_each(|p| roots.push(p));
             if let Err(msg) = Verifier::run(&self.memory, roots) {
                 let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
-                eprintln!("{msg}");
-                *self.verify_failure.lock() = Some(msg.clone());
+                self.record_failure(msg.clone());
                 if drive != Drive::Background {
                     panic!("{msg}");
                 }
             }
         }
         self.marking.store(false, Ordering::SeqCst);
-        self.barrier_on.store(false, Ordering::SeqCst);
+        self.barrier_off();
         // Pace the next cycle from what this one marked (objects allocated black included).
         let live = self.marked_bytes.load(Ordering::Relaxed) + self.memory.counters.black_bytes.load(Ordering::Relaxed);
         let goal = self.pacer.lock().goal(live);

@@ -73,7 +73,7 @@ impl StateWord {
     }
 
     /// Whether the thread is inside a scope.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_inside(&self) -> bool {
         self.0.load(Ordering::Acquire) & INSIDE != 0
     }

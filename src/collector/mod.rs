@@ -23,6 +23,8 @@
 pub(crate) mod barrier;
 pub(crate) mod cycle;
 pub(crate) mod handshake;
+#[cfg(all(test, loom))]
+mod loom_models;
 pub(crate) mod mark;
 pub(crate) mod mutator;
 pub(crate) mod pacer;
@@ -81,6 +83,8 @@ pub(crate) struct Collector {
     pub(crate) shutdown: AtomicBool,
     /// Greying events (any thread): termination rounds compare it.
     grey_events: AtomicU64,
+    /// Root operations between reading the barrier flag and queueing what they greyed.
+    roots_in_flight: AtomicUsize,
     /// Bytes marked by this cycle so far.
     marked_bytes: AtomicUsize,
     pacer: Mutex<Pacer>,
@@ -113,6 +117,7 @@ impl Collector {
             coordinator_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
             grey_events: AtomicU64::new(0),
+            roots_in_flight: AtomicUsize::new(0),
             marked_bytes: AtomicUsize::new(0),
             pacer: Mutex::new(pacer),
             next_gc_at: AtomicUsize::new(goal),
@@ -352,11 +357,21 @@ impl Collector {
         }
     }
 
-    /// Panics if a verification (checkmark) pass found a collector bug.
+    /// Panics if a verification (checkmark) pass found a collector bug, or a collector thread
+    /// died.
     pub(crate) fn check_verify_failure(&self) {
         if let Some(msg) = self.verify_failure.lock().clone() {
             panic!("{msg}");
         }
+    }
+
+    /// Records a collector failure for mutators to report (the first one wins), and wakes anyone
+    /// waiting for a cycle.
+    pub(crate) fn record_failure(&self, msg: String) {
+        eprintln!("{msg}");
+        self.verify_failure.lock().get_or_insert(msg);
+        let _g = self.done_lock.lock();
+        self.done_cv.notify_all();
     }
 
     /// Sweeps one span, running the drop glue of its dead objects if its kind has any.

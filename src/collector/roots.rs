@@ -34,8 +34,12 @@ impl RootTable {
         }
     }
 
-    /// Frees slot `idx`.
-    pub(crate) fn remove(&self, idx: u32) {
+    /// Frees slot `idx`, after `shade` has shaded its object (the barrier's rule for roots: a
+    /// marker that scanned the table before this removal saw the object; one that scans after
+    /// finds it shaded).
+    pub(crate) fn remove(&self, idx: u32, shade: impl FnOnce(usize)) {
+        let payload = self.inner.lock().slots[idx as usize];
+        shade(payload);
         let mut t = self.inner.lock();
         t.slots[idx as usize] = 0;
         t.free.push(idx);

@@ -54,7 +54,24 @@ impl Workers {
     }
 }
 
+/// Runs `f` on a collector thread; a panic (a collector bug, or a hand-written `Trace` impl that
+/// panicked) is recorded so that mutators report it instead of waiting forever for a dead thread.
+fn guarded(c: &Collector, what: &str, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        c.record_failure(format!("lowpause: the collector's {what} thread panicked: {msg}"));
+    }
+}
+
 fn coordinator(c: &Collector) {
+    guarded(c, "coordinator", || coordinator_loop(c));
+}
+
+fn coordinator_loop(c: &Collector) {
     let mut idle_naps = 0u32;
     while !c.shutdown.load(Ordering::Acquire) {
         if c.advance(Drive::Background) {
@@ -74,6 +91,10 @@ fn coordinator(c: &Collector) {
 }
 
 fn mark_worker(c: &Collector, mut marker: Marker) {
+    guarded(c, "mark worker", || mark_loop(c, &mut marker));
+}
+
+fn mark_loop(c: &Collector, marker: &mut Marker) {
     while !c.shutdown.load(Ordering::Acquire) {
         if c.marking.load(Ordering::Acquire) {
             marker.drain(usize::MAX, &c.marked_bytes, &c.grey_events);

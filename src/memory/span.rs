@@ -113,7 +113,7 @@ impl Span {
             elem_size,
             nelems,
             sweepgen: AtomicU32::new(sweepgen),
-            mark_bits: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+            mark_bits: std::array::from_fn(|_| AtomicU64::new(0)),
             alloc: UnsafeCell::new(AllocState {
                 free_index: 0,
                 alloc_cache: !0,

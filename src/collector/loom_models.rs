@@ -1,0 +1,256 @@
+//! loom models of the collector's concurrency protocols, run against the real components
+//! (`StateWord`, `hybrid_store`, `BarrierBuffer`, `termination_round`, `RootTable`).
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_`
+//!
+//! Objects are stood for by small fake addresses (never dereferenced) with one mark bit each.
+//! Every racing party runs on a spawned loom thread or on the model's main thread; each model was
+//! seen to fail with its guard removed (docs/design.md lists the guards).
+
+use super::barrier::{end_barrier, hybrid_store, BarrierBuffer};
+use super::cycle::termination_round;
+use super::handshake::{token, Claim, StateWord, LEVEL_BARRIER};
+use super::roots::RootTable;
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use loom::sync::{Arc, Mutex};
+
+/// Mark bits of up to 64 fake objects (object `i` has address `(i + 1) * 16`).
+struct Marks(AtomicU64);
+
+impl Marks {
+    fn new() -> Marks {
+        Marks(AtomicU64::new(0))
+    }
+    fn bit(addr: usize) -> u64 {
+        1 << (addr / 16 - 1)
+    }
+    /// Sets the bit; `Some(scan)` if it was clear.
+    fn grey(&self, addr: usize, scan: bool) -> Option<bool> {
+        let b = Marks::bit(addr);
+        (self.0.fetch_or(b, Ordering::SeqCst) & b == 0).then_some(scan)
+    }
+    fn is_marked(&self, addr: usize) -> bool {
+        self.0.load(Ordering::SeqCst) & Marks::bit(addr) != 0
+    }
+}
+
+const X: usize = 16;
+const Y: usize = 32;
+const A: usize = 48;
+const B: usize = 64;
+
+/// The start handshake against a mutator entering and leaving scopes.
+///
+/// Bug it catches: the collector acting for a thread (touching its cache) while the thread is
+/// inside a scope using that cache — a data race on the cache, which loom's `UnsafeCell`
+/// reports. Guard: the INSIDE/BUSY test in `StateWord::claim` and the CAS in `StateWord::enter`.
+/// It also checks the handshake completes: the thread ends up having answered the request.
+#[test]
+fn loom_handshake_against_scope_entry_and_exit() {
+    loom::model(|| {
+        let state = Arc::new(StateWord::new(token(0, 3)));
+        let cache = Arc::new(UnsafeCell::new(0u32));
+        let posted = Arc::new(AtomicU64::new(token(0, 3)));
+        let t = token(1, LEVEL_BARRIER);
+
+        let mutator = {
+            let (state, cache, posted) = (state.clone(), cache.clone(), posted.clone());
+            loom::thread::spawn(move || {
+                for _ in 0..2 {
+                    let (mut acked, _) = state.enter();
+                    cache.with_mut(|c| unsafe { *c += 1 });
+                    let req = posted.load(Ordering::Acquire);
+                    if req > acked {
+                        state.answer_inside(req);
+                        acked = req;
+                    }
+                    state.exit(acked);
+                }
+            })
+        };
+        posted.store(t, Ordering::SeqCst);
+        loop {
+            match state.claim(t) {
+                Claim::Answered => break,
+                Claim::Inside => loom::thread::yield_now(),
+                Claim::Claimed => {
+                    cache.with_mut(|c| unsafe { *c += 100 });
+                    state.end_claim(t);
+                    break;
+                }
+            }
+        }
+        mutator.join().unwrap();
+        assert!(state.acked() >= t, "the thread never answered the request");
+    });
+}
+
+/// The barrier racing a marker on one `Member`.
+///
+/// A post-snapshot mutator has read `X` from a member of `A` (it keeps `X` in a local) and now
+/// stores `Y` over it, while a marker scans `A`. Bug it catches: the marker reads the member after
+/// the store, sees only `Y`, and `X` — still in use by the mutator — is left white and would be
+/// freed. Guard: `hybrid_store` shading the *old* value (Yuasa's half of the hybrid barrier).
+#[test]
+fn loom_barrier_against_marker_on_one_member() {
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let member = Arc::new(AtomicPtr::new(X as *mut u8));
+        let ring = Arc::new(BarrierBuffer::default());
+
+        let mutator = {
+            let (marks, member, ring) = (marks.clone(), member.clone(), ring.clone());
+            loom::thread::spawn(move || {
+                let held = member.load(Ordering::Acquire) as usize; // the mutator's local
+                let on = AtomicBool::new(true);
+                hybrid_store(&ring.in_barrier, &on, &member, Y as *mut u8, |p| marks.grey(p, false), |_| {});
+                held
+            })
+        };
+        // The marker scans A: grey whatever the member holds when it gets there.
+        let marker = {
+            let (marks, member) = (marks.clone(), member.clone());
+            loom::thread::spawn(move || {
+                marks.grey(member.load(Ordering::Acquire) as usize, false);
+            })
+        };
+        marker.join().unwrap();
+        let held = mutator.join().unwrap();
+        assert!(marks.is_marked(held), "an object a thread still holds was left white");
+        assert!(marks.is_marked(Y), "the stored object was left white");
+    });
+}
+
+/// A `Root` dropped while its target is being marked.
+///
+/// The thread holds `X` (read through its root in this scope) and drops the root while the
+/// marker scans the root table. Bug it catches: the slot is emptied before the marker scans it,
+/// and `X`, still in use, is never marked. Guard: `RootTable::remove` shading the object before
+/// the slot leaves the table (with the barrier on).
+#[test]
+fn loom_root_dropped_during_marking() {
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let roots = Arc::new(RootTable::default());
+        let barrier_on = Arc::new(AtomicBool::new(true));
+        let idx = roots.add(X);
+
+        let mutator = {
+            let (marks, roots, barrier_on) = (marks.clone(), roots.clone(), barrier_on.clone());
+            loom::thread::spawn(move || {
+                roots.remove(idx, |p| {
+                    if barrier_on.load(Ordering::Relaxed) {
+                        marks.grey(p, false);
+                    }
+                });
+            })
+        };
+        roots.for_each(|p| {
+            marks.grey(p, false);
+        });
+        mutator.join().unwrap();
+        assert!(marks.is_marked(X), "a root's object in use was left white");
+    });
+}
+
+/// Mark termination with a thread that flushes late.
+///
+/// A post-snapshot mutator's barrier greys `A` (which points to `B`) and queues it in its ring,
+/// never flushing it itself; the collector runs termination rounds. Bug it catches: a round that
+/// declares marking done between the barrier loading `A` and queueing it, so `A` is scanned by
+/// no one and `B` is freed while reachable. Guards: the `in_barrier` flag in `hybrid_store` and
+/// its check in `termination_round`, and the round draining every ring itself.
+#[test]
+fn loom_termination_with_a_late_flush() {
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let grey_events = Arc::new(AtomicU64::new(0));
+        let ring = Arc::new(BarrierBuffer::default());
+        let member = Arc::new(AtomicPtr::new(A as *mut u8));
+        let injector = Arc::new(Mutex::new(Vec::new()));
+
+        let grey = |marks: &Marks, events: &AtomicU64, p: usize, scan: bool| {
+            let r = marks.grey(p, scan);
+            if r.is_some() {
+                events.fetch_add(1, Ordering::SeqCst);
+            }
+            r
+        };
+        let mutator = {
+            let (marks, events, ring, member) = (marks.clone(), grey_events.clone(), ring.clone(), member.clone());
+            loom::thread::spawn(move || {
+                hybrid_store(
+                    &ring.in_barrier,
+                    &AtomicBool::new(true),
+                    &member,
+                    std::ptr::null_mut(),
+                    |p| grey(&marks, &events, p, true),
+                    |p| assert!(ring.push(p)),
+                );
+            })
+        };
+        // Rounds start once the barrier has begun (it began before marking was declared done).
+        while !ring.in_barrier.load(Ordering::SeqCst) && !marks.is_marked(A) {
+            loom::thread::yield_now();
+        }
+        loop {
+            let clean = termination_round(
+                &grey_events,
+                &AtomicUsize::new(0),
+                std::iter::once(&*ring),
+                |p| injector.lock().unwrap().push(p),
+                || {
+                    // The marker: scanning A greys its child B.
+                    while let Some(p) = injector.lock().unwrap().pop() {
+                        if p == A {
+                            grey(&marks, &grey_events, B, false);
+                        }
+                    }
+                    true
+                },
+            );
+            if clean {
+                break;
+            }
+            loom::thread::yield_now();
+        }
+        let b_marked_at_done = marks.is_marked(B);
+        mutator.join().unwrap();
+        assert!(marks.is_marked(A));
+        assert!(b_marked_at_done, "marking terminated before the greyed object was scanned");
+    });
+}
+
+/// A barrier straddling the end of marking.
+///
+/// A mutator's store read the barrier flag while marking ran; meanwhile marking ends and the sweep
+/// begins, and another thread stores a new *white* object `X` (allocated after the sweep began) into
+/// the very member the barrier is about to overwrite. Bug it catches: the late barrier greys `X`
+/// as the old value, leaving a mark on an object in a span no sweep will visit this cycle — the
+/// next cycle would take `X` as marked and never trace its children. Guards: `hybrid_store`
+/// raising `in_barrier` before re-reading the flag, and `end_barrier` waiting for it to drop.
+#[test]
+fn loom_barrier_straddling_the_end_of_marking() {
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let member = Arc::new(AtomicPtr::new(A as *mut u8));
+        let ring = Arc::new(BarrierBuffer::default());
+        let barrier_on = Arc::new(AtomicBool::new(true));
+        marks.grey(A, false); // everything reachable is black when marking ends
+        marks.grey(Y, false);
+
+        let mutator = {
+            let (marks, member, ring, barrier_on) = (marks.clone(), member.clone(), ring.clone(), barrier_on.clone());
+            loom::thread::spawn(move || {
+                // The fast path saw the flag on; the slow path runs from here.
+                hybrid_store(&ring.in_barrier, &barrier_on, &member, Y as *mut u8, |p| marks.grey(p, false), |_| {});
+            })
+        };
+        // The collector ends marking; then the sweep begins and a thread stores a new white `X`.
+        end_barrier(&barrier_on, std::iter::once(&*ring), &AtomicUsize::new(0));
+        member.store(X as *mut u8, Ordering::Release);
+        mutator.join().unwrap();
+        assert!(!marks.is_marked(X), "a barrier greyed a new object after marking ended");
+    });
+}
