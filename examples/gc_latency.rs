@@ -11,7 +11,7 @@
 //! charged to the messages it borders, so every safepoint is inside a measured store.
 //! `GC_LATENCY_TOP=1` also lists the slowest pushes and their indices.
 
-use lowpause::{Heap, Member, Trace};
+use lowpause::{Gc, GcObject, Heap, Member, Mutator, Root, Scope, Trace};
 use std::time::{Duration, Instant};
 
 const W: usize = 200_000;
@@ -91,36 +91,48 @@ fn run_box(ptr: bool) -> (Duration, Vec<u64>, u64) {
     (start.elapsed(), lat, check)
 }
 
+/// Stores messages `0..N` into `table[i % W]` with `make(s, i)`, in scopes of `BATCH`, timing
+/// every store; scope entry and exit are charged to the messages they border.
+fn timed_pushes<T: ?Sized + GcObject>(
+    m: &mut Mutator,
+    table: &Root<[Member<T>]>,
+    lat: &mut [u64],
+    make: impl for<'s> Fn(&Scope<'s>, usize) -> Gc<'s, T>,
+) -> Duration {
+    let start = Instant::now();
+    let mut prev = start;
+    for b in (0..N).step_by(BATCH) {
+        m.scope(|s| {
+            let t = table.get(s);
+            for i in b..(b + BATCH).min(N) {
+                t[i % W].set(s, Some(make(s, i)));
+                let now = Instant::now();
+                lat[i] = (now - prev).as_nanos() as u64;
+                prev = now;
+            }
+        });
+        let now = Instant::now();
+        lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
+        prev = now;
+    }
+    start.elapsed()
+}
+
 fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
     let mut m = heap.attach();
     let mut lat = vec![0u64; N];
-    let start = Instant::now();
-    let mut prev = Instant::now();
-    let check;
     if ptr {
         let table = m.scope(|s| s.root(s.alloc_slice(W, |_| Member::<PNode>::null())));
-        for b in (0..N).step_by(BATCH) {
-            m.scope(|s| {
-                let t = table.get(s);
-                for i in b..(b + BATCH).min(N) {
-                    let nodes: [_; 16] = std::array::from_fn(|j| {
-                        s.alloc(PNode { next: Member::null(), a: std::array::from_fn(|k| ((i + j + k) % 256) as u64) })
-                    });
-                    for j in 0..16 {
-                        nodes[j].next.set(s, Some(nodes[(j + 1) % 16]));
-                    }
-                    t[i % W].set(s, Some(nodes[0]));
-                    let now = Instant::now();
-                    lat[i] = (now - prev).as_nanos() as u64;
-                    prev = now;
-                }
+        let total = timed_pushes(&mut m, &table, &mut lat, |s, i| {
+            let nodes: [_; 16] = std::array::from_fn(|j| {
+                s.alloc(PNode { next: Member::null(), a: std::array::from_fn(|k| ((i + j + k) % 256) as u64) })
             });
-            let now = Instant::now();
-            lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
-            prev = now;
-        }
-        let total = start.elapsed();
-        check = m.scope(|s| {
+            for j in 0..16 {
+                nodes[j].next.set(s, Some(nodes[(j + 1) % 16]));
+            }
+            nodes[0]
+        });
+        let check = m.scope(|s| {
             table
                 .get(s)
                 .iter()
@@ -131,7 +143,7 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
                         sum += cur.a[0];
                         cur = cur.next.get(s).unwrap();
                     }
-                    assert!(lowpause::Gc::ptr_eq(cur, first), "a ring did not close after 16 steps");
+                    assert!(Gc::ptr_eq(cur, first), "a ring did not close after 16 steps");
                     sum
                 })
                 .sum()
@@ -139,23 +151,9 @@ fn run_lowpause(heap: &Heap, ptr: bool) -> (Duration, Vec<u64>, u64) {
         return (total, lat, check);
     }
     let table = m.scope(|s| s.root(s.alloc_slice(W, |_| Member::<[u8]>::null())));
-    for b in (0..N).step_by(BATCH) {
-        m.scope(|s| {
-            let t = table.get(s);
-            for i in b..(b + BATCH).min(N) {
-                let msg = s.alloc_slice(1024, |_| (i % 256) as u8);
-                t[i % W].set(s, Some(msg));
-                let now = Instant::now();
-                lat[i] = (now - prev).as_nanos() as u64;
-                prev = now;
-            }
-        });
-        let now = Instant::now();
-        lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
-        prev = now;
-    }
-    let total = start.elapsed();
-    check = m.scope(|s| table.get(s).iter().map(|slot| slot.get(s).map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum());
+    let total = timed_pushes(&mut m, &table, &mut lat, |s, i| s.alloc_slice(1024, |_| (i % 256) as u8));
+    let check =
+        m.scope(|s| table.get(s).iter().map(|slot| slot.get(s).map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum());
     (total, lat, check)
 }
 
