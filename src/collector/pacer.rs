@@ -2,8 +2,9 @@
 //!
 //! Go's GOGC model: after a cycle marked `live` bytes, the heap may grow to the goal
 //! `live × (1 + gc_percent / 100)`, never below a minimum of 4 MiB (so a tiny heap does not
-//! collect constantly). In this version the trigger *is* the goal, and it is checked at scope
-//! boundaries; a cons/mark-ratio runway, assists and a memory limit are the next step.
+//! collect constantly). In this version the trigger *is* the goal, checked at allocation slow
+//! paths and scope boundaries, which request a cycle and carry on; a cons/mark-ratio runway,
+//! assists and a memory limit are the next step.
 
 /// The smallest heap goal, in bytes.
 pub(crate) const MIN_GOAL: usize = 4 << 20;
