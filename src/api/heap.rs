@@ -233,7 +233,8 @@ impl HeapBuilder {
         }
         let verify = self.verify.unwrap_or_else(|| std::env::var("LOWPAUSE_VERIFY").is_ok_and(|v| v == "1"));
         let max_heap = self.max_heap.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let config = Config { gc_percent: self.gc_percent as u32, max_heap, workers, verify };
+        let trace = std::env::var("LOWPAUSE_TRACE").is_ok_and(|v| v == "1");
+        let config = Config { gc_percent: self.gc_percent as u32, max_heap, workers, verify, trace };
         let collector =
             Arc::new(Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?);
         let workers = if workers > 0 { Some(Workers::start(&collector).map_err(ConfigError::Spawn)?) } else { None };

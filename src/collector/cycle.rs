@@ -25,7 +25,8 @@ use super::mutator::ThreadRecord;
 use super::verify::Verifier;
 use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
-use crate::telemetry::Telemetry;
+use crate::telemetry::trace::CycleTrace;
+use crate::telemetry::{thread_cpu_ns, Telemetry};
 use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -58,6 +59,13 @@ pub(crate) struct CycleState {
     phase_start: Instant,
     cycle_start: Instant,
     mark_start: Instant,
+    term_start: Instant,
+    /// The cycle's trace line, filled in as it goes, and the CPU counters at its start.
+    trace: CycleTrace,
+    cpu_at_start: [u64; 3],
+    /// The cycle completed: once the last step's CPU is counted, its trace line is printed and the
+    /// completion published (so `collect` returns after the line).
+    completed_pending: bool,
     /// The driver's own marker (synchronous mode).
     marker: Option<Marker>,
     spans: Vec<crate::memory::SpanPtr>,
@@ -75,6 +83,10 @@ impl CycleState {
             phase_start: now,
             cycle_start: now,
             mark_start: now,
+            term_start: now,
+            trace: CycleTrace::default(),
+            cpu_at_start: [0; 3],
+            completed_pending: false,
             marker: None,
             spans: Vec::new(),
             swept_spans: Vec::new(),
@@ -117,6 +129,15 @@ pub(crate) fn termination_round<'a>(
 }
 
 impl Collector {
+    fn cpu_counters(&self) -> [u64; 3] {
+        let t = &self.telemetry;
+        [
+            t.cpu_mark_ns.load(Ordering::Relaxed),
+            t.cpu_sweep_ns.load(Ordering::Relaxed),
+            t.cpu_other_ns.load(Ordering::Relaxed),
+        ]
+    }
+
     /// Takes every step of the cycle that needs no waiting. Returns whether anything changed.
     pub(crate) fn advance(&self, drive: Drive) -> bool {
         let mut st = match drive {
@@ -128,6 +149,8 @@ impl Collector {
         };
         let mut progressed = false;
         loop {
+            // Each step's CPU time is charged to the collector, by kind.
+            let (phase, c0) = (st.phase, thread_cpu_ns());
             let step = match st.phase {
                 Phase::Idle => self.start_cycle(&mut st),
                 Phase::BarrierWait => self.finish_barrier_handshake(&mut st),
@@ -136,6 +159,22 @@ impl Collector {
                 Phase::MarkDone => self.mark_done(&mut st, drive),
                 Phase::Sweep => self.sweep_step(&mut st, drive),
             };
+            let t = &self.telemetry;
+            let slot = match phase {
+                Phase::Sweep => &t.cpu_sweep_ns,
+                Phase::Mark | Phase::Terminate if self.config.workers == 0 => &t.cpu_mark_ns,
+                _ => &t.cpu_other_ns,
+            };
+            slot.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
+            if std::mem::take(&mut st.completed_pending) {
+                if self.config.trace {
+                    self.print_trace(&mut st);
+                }
+                self.telemetry.cycles.fetch_add(1, Ordering::Relaxed);
+                self.completed.store(st.cycle, Ordering::Release);
+                let _g = self.done_lock.lock();
+                self.done_cv.notify_all();
+            }
             if !step {
                 return progressed;
             }
@@ -156,6 +195,8 @@ impl Collector {
         }
         st.cycle += 1;
         st.cycle_start = Instant::now();
+        st.trace = CycleTrace { cycle: st.cycle, heap_start: self.memory.footprint().1, ..CycleTrace::default() };
+        st.cpu_at_start = self.cpu_counters();
         st.sg_target = self.memory.sweepgen.load(Ordering::Acquire) + 2;
         self.started.store(st.cycle, Ordering::Release);
         self.marked_bytes.store(0, Ordering::Relaxed);
@@ -171,6 +212,7 @@ impl Collector {
             return false;
         }
         Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
+        st.trace.handshake = st.phase_start.elapsed();
         // C1: every store is barriered from here on. Grey the roots.
         self.roots.for_each(|p| {
             if let Some(true) = self.grey(p) {
@@ -204,6 +246,8 @@ impl Collector {
             return false;
         }
         Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
+        st.term_start = Instant::now();
+        st.trace.snapshot = st.mark_start.elapsed();
         self.enter_phase(st, Phase::Terminate)
     }
 
@@ -250,6 +294,10 @@ impl Collector {
         self.next_gc_at.store(allocated.saturating_add(goal.saturating_sub(live)), Ordering::Relaxed);
         self.telemetry.goal.store(goal, Ordering::Relaxed);
         Telemetry::record_max(&self.telemetry.max_mark_ns, st.mark_start.elapsed());
+        st.trace.mark = st.term_start.elapsed();
+        st.trace.heap_mark_end = self.memory.footprint().1;
+        st.trace.live = self.marked_bytes.load(Ordering::Relaxed);
+        st.trace.goal = goal;
         self.memory.begin_sweep();
         self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
         self.enter_phase(st, Phase::Sweep)
@@ -294,13 +342,27 @@ impl Collector {
         let t = &self.telemetry;
         t.live_bytes.store(self.memory.counters.swept_live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         t.live_objects.store(self.memory.counters.swept_live_objects.load(Ordering::Relaxed), Ordering::Relaxed);
-        t.cycles.fetch_add(1, Ordering::Relaxed);
         t.gc_wall_ns.fetch_add(st.cycle_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.completed.store(st.cycle, Ordering::Release);
+        st.trace.sweep = st.phase_start.elapsed();
+        st.trace.since_start = self.created.elapsed();
+        st.trace.roots = self.roots.len();
+        st.trace.threads = self.registry.len();
+        st.trace.workers = self.config.workers;
+        st.completed_pending = true;
         self.enter_phase(st, Phase::Idle);
-        let _g = self.done_lock.lock();
-        self.done_cv.notify_all();
         true
+    }
+
+    /// Completes the cycle's trace line and prints it to stderr.
+    fn print_trace(&self, st: &mut CycleState) {
+        let now = self.cpu_counters();
+        let tr = &mut st.trace;
+        tr.cpu_mark_ns = now[0] - st.cpu_at_start[0];
+        tr.cpu_sweep_ns = now[1] - st.cpu_at_start[1];
+        tr.cpu_other_ns = now[2] - st.cpu_at_start[2];
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        tr.gc_cpu_share = now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * cpus).max(1e-9);
+        eprintln!("{}", tr.line());
     }
 
     /// Answers request `token` for every thread outside a scope; true if every thread has now

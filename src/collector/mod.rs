@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) workers: usize,
     /// Re-mark the heap after every mark and panic on anything reachable left unmarked.
     pub(crate) verify: bool,
+    /// Print one trace line per cycle on stderr (`LOWPAUSE_TRACE=1`).
+    pub(crate) trace: bool,
 }
 
 /// A heap's collector and everything it owns.
@@ -92,6 +94,8 @@ pub(crate) struct Collector {
     next_gc_at: AtomicUsize,
     verify_failure: Mutex<Option<String>>,
     pub(crate) telemetry: Telemetry,
+    /// When the heap was created (trace timestamps).
+    created: Instant,
 }
 
 impl Collector {
@@ -123,6 +127,7 @@ impl Collector {
             next_gc_at: AtomicUsize::new(goal),
             verify_failure: Mutex::new(None),
             telemetry: Telemetry::default(),
+            created: Instant::now(),
         };
         c.telemetry.goal.store(goal, Ordering::Relaxed);
         Ok(c)

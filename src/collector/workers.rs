@@ -10,6 +10,7 @@ use super::cycle::{Drive, Phase};
 use super::mark::Marker;
 use super::Collector;
 use crate::sync::{Arc, Ordering};
+use crate::telemetry::thread_cpu_ns;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -97,7 +98,9 @@ fn mark_worker(c: &Collector, mut marker: Marker) {
 fn mark_loop(c: &Collector, marker: &mut Marker) {
     while !c.shutdown.load(Ordering::Acquire) {
         if c.marking.load(Ordering::Acquire) {
+            let c0 = thread_cpu_ns();
             marker.drain(usize::MAX, &c.marked_bytes, &c.grey_events);
+            c.telemetry.cpu_mark_ns.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
             if c.mark.is_idle() {
                 c.wake_coordinator();
             }

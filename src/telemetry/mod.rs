@@ -4,6 +4,8 @@
 //! exact, a snapshot of several is not atomic as a whole); [`Stats`] is the snapshot a user reads,
 //! and its `Display` is one line.
 
+pub(crate) mod trace;
+
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use std::fmt;
 use std::time::Duration;
@@ -24,6 +26,20 @@ pub(crate) struct Telemetry {
     pub(crate) gc_wall_ns: AtomicU64,
     /// Longest mark phase (from the snapshot request to termination), in nanoseconds.
     pub(crate) max_mark_ns: AtomicU64,
+    /// CPU time spent on collection, by kind, in nanoseconds: mark workers, sweeping (the
+    /// coordinator's sweep phase, or a mutator's in synchronous mode), everything else the
+    /// coordinator (or a driving mutator) did.
+    pub(crate) cpu_mark_ns: AtomicU64,
+    pub(crate) cpu_sweep_ns: AtomicU64,
+    pub(crate) cpu_other_ns: AtomicU64,
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Telemetry {

@@ -1,0 +1,78 @@
+//! `LOWPAUSE_TRACE=1`: one line per cycle on stderr, in the spirit of Go's `GODEBUG=gctrace=1`.
+//!
+//! ```text
+//! gc 7 @1.234s 3%: 0.021+12.5+0.310+4.02 ms clock, 9.1+3.0+0.7=12.8 ms cpu, 41->44->20 MiB, 40 MiB goal, 3 roots, 2 threads, 1 workers
+//! ```
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `gc 7` | the cycle's number |
+//! | `@1.234s` | time since the heap was created, at the end of the cycle |
+//! | `3%` | share of the CPU (all cores) spent on collection since the heap was created |
+//! | `a+b+c+d ms clock` | wall time of the phases: *handshake* (the cycle's start to every thread having turned its barrier on), *snapshot* (to every thread having taken its snapshot; marking runs meanwhile), *mark* (to the clean termination round, verification included), *sweep* (to the end of the sweep) |
+//! | `m+s+o=t ms cpu` | CPU time of this cycle: marking (the mark workers; in synchronous mode the mutators' marking) + sweeping + other collector work (handshakes, termination rounds, verification) = total |
+//! | `41->44->20 MiB` | bytes in spans in use at the start of the cycle, at the end of marking, and marked live |
+//! | `40 MiB goal` | the heap goal the cycle set for the next one |
+//! | `roots`, `threads`, `workers` | live `Root`s, attached threads, background mark workers |
+
+use crate::memory::size_class::PAGE_SIZE;
+use std::time::Duration;
+
+/// What a cycle measured, for its trace line.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CycleTrace {
+    pub(crate) cycle: u64,
+    pub(crate) since_start: Duration,
+    pub(crate) gc_cpu_share: f64,
+    pub(crate) handshake: Duration,
+    pub(crate) snapshot: Duration,
+    pub(crate) mark: Duration,
+    pub(crate) sweep: Duration,
+    pub(crate) cpu_mark_ns: u64,
+    pub(crate) cpu_sweep_ns: u64,
+    pub(crate) cpu_other_ns: u64,
+    pub(crate) heap_start: usize,
+    pub(crate) heap_mark_end: usize,
+    pub(crate) live: usize,
+    pub(crate) goal: usize,
+    pub(crate) roots: usize,
+    pub(crate) threads: usize,
+    pub(crate) workers: usize,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn mib(bytes: usize) -> usize {
+    (bytes + PAGE_SIZE) >> 20
+}
+
+impl CycleTrace {
+    /// The trace line (no newline).
+    pub(crate) fn line(&self) -> String {
+        let (m, s, o) = (self.cpu_mark_ns, self.cpu_sweep_ns, self.cpu_other_ns);
+        let cpu = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
+        format!(
+            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers",
+            self.cycle,
+            self.since_start.as_secs_f64(),
+            self.gc_cpu_share * 100.0,
+            ms(self.handshake),
+            ms(self.snapshot),
+            ms(self.mark),
+            ms(self.sweep),
+            cpu(m),
+            cpu(s),
+            cpu(o),
+            cpu(m + s + o),
+            mib(self.heap_start),
+            mib(self.heap_mark_end),
+            mib(self.live),
+            mib(self.goal),
+            self.roots,
+            self.threads,
+            self.workers,
+        )
+    }
+}
