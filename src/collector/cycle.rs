@@ -326,9 +326,10 @@ impl Collector {
             // SAFETY: we hold the swept spans and give them up; the emptied ones hold no live
             // object.
             unsafe {
-                self.memory.release_spans(&mut st.swept_spans);
+                self.memory.release_spans(&st.swept_spans);
                 self.memory.free_spans(&mut st.dead_spans);
             }
+            st.swept_spans.clear();
             if max != usize::MAX {
                 break;
             }

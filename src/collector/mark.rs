@@ -110,8 +110,6 @@ pub(crate) struct MarkQueue {
     sleep: Mutex<()>,
     wake: Condvar,
     sleepers: AtomicUsize,
-    /// Bytes scanned, for telemetry.
-    pub(crate) scanned_bytes: AtomicU64,
 }
 
 impl Default for MarkQueue {
@@ -123,7 +121,6 @@ impl Default for MarkQueue {
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             sleepers: AtomicUsize::new(0),
-            scanned_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -282,7 +279,6 @@ impl Marker {
         }
         marked.fetch_add(std::mem::take(&mut self.marked_bytes), Ordering::Relaxed);
         grey_events.fetch_add(std::mem::take(&mut self.greyed), Ordering::SeqCst);
-        q.scanned_bytes.fetch_add(scanned as u64, Ordering::Relaxed);
         q.active.fetch_sub(1, Ordering::SeqCst);
         out_of_work
     }

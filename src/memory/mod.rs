@@ -285,7 +285,7 @@ impl Memory {
     /// The caller is the span's holder and gives it up.
     pub(crate) unsafe fn release_span(&self, span: SpanPtr) {
         // SAFETY: forwarded.
-        unsafe { self.release_spans(&mut vec![span]) };
+        unsafe { self.release_spans(std::slice::from_ref(&span)) };
     }
 
     /// [`Memory::release_span`] for many spans, taking each central's lock once per run of
@@ -294,7 +294,7 @@ impl Memory {
     ///
     /// # Safety
     /// The caller is the holder of every span and gives them up.
-    pub(crate) unsafe fn release_spans(&self, spans: &mut Vec<SpanPtr>) {
+    pub(crate) unsafe fn release_spans(&self, spans: &[SpanPtr]) {
         let mut i = 0;
         while i < spans.len() {
             // SAFETY: the caller holds the spans.
@@ -319,7 +319,6 @@ impl Memory {
                 i += 1;
             }
         }
-        spans.clear();
     }
 
     /// A span of `class`/`kind` with a free slot, for a cache: a swept one with free slots, else
@@ -364,6 +363,7 @@ impl Memory {
                 self.release_spans(rest);
                 self.free_spans(dead);
             }
+            rest.clear();
             if let Some(s) = found {
                 return Ok(s);
             }
