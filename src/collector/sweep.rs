@@ -42,6 +42,15 @@ impl Drop for DropGlueFlag {
     }
 }
 
+/// The message of a caught panic (its `&str` or `String` payload).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
 /// Clears and drops the dead object starting at `obj`. Returns false if its destructor panicked.
 ///
 /// # Safety
@@ -67,11 +76,7 @@ pub(crate) unsafe fn finalize_dead(obj: usize) -> bool {
     match r {
         Ok(()) => true,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".into());
+            let msg = panic_message(&*payload);
             eprintln!(
                 "lowpause: the destructor of a dead `{}` panicked ({msg}); the panic was contained \
                  and the object's memory reclaimed",

@@ -59,11 +59,7 @@ impl Workers {
 /// panicked) is recorded so that mutators report it instead of waiting forever for a dead thread.
 fn guarded(c: &Collector, what: &str, f: impl FnOnce()) {
     if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = super::sweep::panic_message(&*p);
         c.record_failure(format!("lowpause: the collector's {what} thread panicked: {msg}"));
     }
 }

@@ -71,12 +71,6 @@ impl Cache {
         Some(s.slot_addr(i))
     }
 
-    /// The slow path: a slot of size class `class` from anywhere in the cached span, or from a
-    /// span refilled from the central lists.
-    pub(crate) fn alloc_small(&mut self, mem: &Memory, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
-        self.alloc_small_slow(mem, class as usize * SpanKind::COUNT + kind.index(), class, kind)
-    }
-
     #[cold]
     #[inline(never)]
     fn blacken(&mut self, s: &super::span::Span, i: usize) {
@@ -84,7 +78,10 @@ impl Cache {
         self.local_black_bytes += s.elem_size;
     }
 
-    fn alloc_small_slow(&mut self, mem: &Memory, idx: usize, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
+    /// The slow path: a slot of size class `class` from anywhere in the cached span, or from a
+    /// span refilled from the central lists.
+    pub(crate) fn alloc_small(&mut self, mem: &Memory, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
+        let idx = class as usize * SpanKind::COUNT + kind.index();
         loop {
             let slot = self.slots[idx];
             if let Some(sp) = slot.span {
