@@ -100,7 +100,7 @@ impl Mutator {
             );
         }
         let collector = &*self.shared.collector;
-        collector.check_verify_failure();
+        collector.check_failure();
         collector.enter(&self.rec);
         /// Leaves the scope on every exit path, unwinding included.
         struct Exit<'a>(&'a Collector, &'a ThreadRecord);

@@ -92,7 +92,8 @@ pub(crate) struct Collector {
     pacer: Mutex<Pacer>,
     /// A cycle is requested once `memory.counters.allocated_bytes` reaches this.
     next_gc_at: AtomicUsize,
-    verify_failure: Mutex<Option<String>>,
+    /// A verification failure or a dead collector thread, reported by mutators.
+    failure: Mutex<Option<String>>,
     pub(crate) telemetry: Telemetry,
     /// When the heap was created (trace timestamps).
     created: Instant,
@@ -125,7 +126,7 @@ impl Collector {
             marked_bytes: AtomicUsize::new(0),
             pacer: Mutex::new(pacer),
             next_gc_at: AtomicUsize::new(goal),
-            verify_failure: Mutex::new(None),
+            failure: Mutex::new(None),
             telemetry: Telemetry::default(),
             created: Instant::now(),
         };
@@ -336,7 +337,7 @@ impl Collector {
     /// Runs a full collection: one whole cycle that starts after this call, its sweep included.
     /// The caller is outside every scope of this heap.
     pub(crate) fn collect(&self) {
-        self.check_verify_failure();
+        self.check_failure();
         let target = {
             let _st = self.cycle.lock();
             let started = self.started.load(Ordering::Acquire);
@@ -358,14 +359,14 @@ impl Collector {
                     self.done_cv.wait_for(&mut g, Duration::from_millis(10));
                 }
             }
-            self.check_verify_failure();
+            self.check_failure();
         }
     }
 
     /// Panics if a verification (checkmark) pass found a collector bug, or a collector thread
     /// died.
-    pub(crate) fn check_verify_failure(&self) {
-        if let Some(msg) = self.verify_failure.lock().clone() {
+    pub(crate) fn check_failure(&self) {
+        if let Some(msg) = self.failure.lock().clone() {
             panic!("{msg}");
         }
     }
@@ -374,7 +375,7 @@ impl Collector {
     /// waiting for a cycle.
     pub(crate) fn record_failure(&self, msg: String) {
         eprintln!("{msg}");
-        self.verify_failure.lock().get_or_insert(msg);
+        self.failure.lock().get_or_insert(msg);
         let _g = self.done_lock.lock();
         self.done_cv.notify_all();
     }
