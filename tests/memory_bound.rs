@@ -1,6 +1,11 @@
 //! Allocating several GiB of garbage while a small live set stays rooted keeps the process's
 //! resident memory a small multiple of the live set: freed slots and pages are reused.
 //! (Its own test binary, so no other test's memory is counted.)
+//!
+//! It runs in synchronous mode, where every cycle starts at the trigger and finishes before the
+//! heap can grow further, so the bound measures reuse, not pacing. In concurrent mode the heap
+//! may overshoot its goal while a cycle runs (at this loop's several GB/s, by tens of MiB): that
+//! overshoot is the pacer's to bound with assists, and is measured there.
 
 use lowpause::{Heap, Member, Root};
 
@@ -16,7 +21,7 @@ fn garbage_does_not_grow_resident_memory() {
     const SLOT_BYTES: usize = 4096; // 16 MiB live
     const TOTAL: usize = 6 << 30; // 6 GiB allocated in all
     let before = rss_bytes();
-    let heap = Heap::new();
+    let heap = Heap::builder().workers(0).build().unwrap();
     let mut m = heap.attach();
     let table: Root<[Member<[u8]>]> = m.scope(|s| s.root(s.alloc_slice(LIVE_SLOTS, |_| Member::null())));
     let mut allocated = 0usize;
@@ -44,9 +49,7 @@ fn garbage_does_not_grow_resident_memory() {
     println!("{st}\nresident growth {} MiB for {} MiB live", grown >> 20, live >> 20);
     assert!(st.cycles >= 50, "{st}");
     assert!(st.allocated_bytes >= TOTAL, "{st}");
-    // The heap may overshoot its goal (2 × live) while a concurrent cycle runs; 5 × live bounds
-    // that with room for the collector's threads.
-    assert!(grown < 5 * live, "resident memory grew by {grown} bytes for a live set of {live}: {st}");
+    assert!(grown < 4 * live, "resident memory grew by {grown} bytes for a live set of {live}: {st}");
     // And the live data is the latest generation.
     m.scope(|s| {
         let t = table.get(s);
