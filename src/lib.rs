@@ -48,5 +48,7 @@ pub use api::root::Root;
 pub use api::scope::Scope;
 pub use collector::Tracer;
 pub use lowpause_derive::Trace;
+pub use telemetry::metrics::{GcCpu, Metrics};
+pub use telemetry::stalls::{StallCause, StallSummary};
 pub use telemetry::Stats;
 pub use trace::{Leaf, Trace};

@@ -39,7 +39,7 @@ struct Line {
     workers: u64,
 }
 
-/// Parses `gc N @Ts P%: a+b+c+d ms clock, m+s+o=t ms cpu, x->y->z MiB, g MiB goal, r roots, n threads, w workers`.
+/// Parses `gc N @Ts P%: a+b+c+d ms clock, as/bg/idle+s+o=t ms cpu, x->y->z MiB, g MiB goal, r roots, n threads, w workers`.
 fn parse(line: &str) -> Line {
     let bad = || -> ! { panic!("malformed trace line: {line}") };
     let parts: Vec<&str> = line.split(", ").collect();
@@ -68,7 +68,10 @@ fn parse(line: &str) -> Line {
             .unwrap(),
         share: head[3].strip_suffix("%:").unwrap_or_else(|| bad()).parse::<f64>().unwrap(),
         clock: nums(head[4], "+"),
-        cpu: nums(cpu_parts, "+"),
+        cpu: cpu_parts
+            .split_once('+')
+            .map(|(mark, rest)| [nums(mark, "/"), nums(rest, "+")].concat())
+            .unwrap_or_else(|| bad()),
         cpu_total: cpu_total.parse::<f64>().unwrap_or_else(|_| bad()),
         heap: heap.split("->").map(|x| x.parse::<u64>().unwrap_or_else(|_| bad())).collect(),
         goal: count(parts[3], " MiB goal"),
@@ -121,11 +124,12 @@ fn every_cycle_prints_one_consistent_trace_line() {
             assert!((0.0..=100.0).contains(&l.share));
             assert_eq!(l.clock.len(), 4, "handshake+snapshot+mark+sweep");
             assert!(l.clock.iter().all(|&c| c >= 0.0));
-            assert_eq!(l.cpu.len(), 3, "mark+sweep+other");
+            assert_eq!(l.cpu.len(), 5, "assist/workers/idle+sweep+other");
             let sum: f64 = l.cpu.iter().sum();
             assert!((sum - l.cpu_total).abs() < 0.005, "CPU shares sum to the total: {sum} vs {}", l.cpu_total);
             assert_eq!(l.heap.len(), 3, "start->mark end->live");
             assert!(l.heap[1] >= l.heap[2], "the heap at the end of marking holds everything marked");
+            assert!(l.heap[0] >= l.heap[2], "the heap at the start holds what the cycle found live");
             assert!(l.goal >= 4, "the goal is at least 4 MiB");
             assert_eq!(l.roots, 1);
             assert_eq!(l.threads, 1);

@@ -16,6 +16,8 @@ pub enum ConfigError {
     GcPercent(i64),
     /// `max_heap` outside the supported range.
     MaxHeap(usize),
+    /// A memory limit below the smallest the pacer can keep (8 MiB).
+    MemoryLimit(usize),
     /// `workers` above the supported maximum.
     Workers(usize),
     /// The OS refused to start the collector's threads.
@@ -44,6 +46,12 @@ impl fmt::Display for ConfigError {
                 "invalid max_heap {v} bytes: it must be between {} and {} bytes",
                 super::heap::MIN_MAX_HEAP,
                 super::heap::MAX_MAX_HEAP
+            ),
+            ConfigError::MemoryLimit(v) => write!(
+                f,
+                "invalid memory_limit {v} bytes: it must be at least {} bytes (the smallest heap goal, \
+                 with room for fragmentation and headroom)",
+                super::heap::MIN_MEMORY_LIMIT
             ),
             ConfigError::Workers(v) => {
                 write!(f, "invalid workers {v}: it must be between 0 and {}", super::heap::MAX_WORKERS)

@@ -14,6 +14,24 @@ pub(crate) const MIN_MAX_HEAP: usize = 16 << 20;
 pub(crate) const MAX_MAX_HEAP: usize = 1 << 46;
 const DEFAULT_MAX_HEAP: usize = 64 << 30;
 pub(crate) const MAX_WORKERS: usize = 256;
+pub(crate) const MIN_MEMORY_LIMIT: usize = 2 * crate::collector::pacer::MIN_HEAP;
+
+/// Checks a gc_percent setting.
+fn gc_percent_setting(percent: Option<i64>) -> Result<Option<u32>, ConfigError> {
+    match percent {
+        None => Ok(None),
+        Some(p) if (MIN_GC_PERCENT..=MAX_GC_PERCENT).contains(&p) => Ok(Some(p as u32)),
+        Some(p) => Err(ConfigError::GcPercent(p)),
+    }
+}
+
+/// Checks a memory limit setting.
+fn memory_limit_setting(limit: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match limit {
+        Some(l) if l < MIN_MEMORY_LIMIT => Err(ConfigError::MemoryLimit(l)),
+        l => Ok(l),
+    }
+}
 
 /// A garbage-collected heap: a cheap, cloneable handle that any thread may hold.
 ///
@@ -94,7 +112,14 @@ impl Heap {
     /// # drop(heap);
     /// ```
     pub fn builder() -> HeapBuilder {
-        HeapBuilder { gc_percent: 100, max_heap: DEFAULT_MAX_HEAP, workers: None, verify: None }
+        HeapBuilder {
+            gc_percent: Some(100),
+            memory_limit: None,
+            max_heap: DEFAULT_MAX_HEAP,
+            workers: None,
+            idle_workers: None,
+            verify: None,
+        }
     }
 
     /// Makes the calling thread a mutator of this heap. Dropping the [`Mutator`] detaches it.
@@ -126,6 +151,72 @@ impl Heap {
     pub fn stats(&self) -> Stats {
         self.inner.collector.stats()
     }
+
+    /// Everything the collector measures: counters, GC CPU by kind, mutator stalls by cause with
+    /// percentiles, and minimum mutator utilisation. Its `Display` is a readable report.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| { s.alloc([0u8; 100]); });
+    /// m.collect();
+    /// let metrics = heap.metrics();
+    /// assert_eq!(metrics.cycles, 1);
+    /// assert!(metrics.mmu_10ms <= 1.0);
+    /// println!("{metrics}");
+    /// ```
+    pub fn metrics(&self) -> crate::Metrics {
+        self.inner.collector.metrics()
+    }
+
+    /// Changes gc_percent at run time (`None`: off, so only the memory limit starts cycles); the
+    /// new goal applies at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::GcPercent`] for a value outside 1 to 100,000; the setting is unchanged.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// heap.set_gc_percent(Some(50)).unwrap();
+    /// assert_eq!(heap.metrics().gc_percent, Some(50));
+    /// assert!(heap.set_gc_percent(Some(-1)).is_err());
+    /// ```
+    pub fn set_gc_percent(&self, percent: Option<i64>) -> Result<(), ConfigError> {
+        self.inner.collector.set_gc_percent(gc_percent_setting(percent)?);
+        Ok(())
+    }
+
+    /// Changes the soft memory limit at run time (`None`: no limit). The heap's goal drops below
+    /// what gc_percent allows whenever that is needed to keep everything the heap maps under the
+    /// limit, and free pages above it go back to the OS now.
+    ///
+    /// # Errors
+    /// [`ConfigError::MemoryLimit`] for a limit below 8 MiB; the setting is unchanged.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// heap.set_memory_limit(Some(64 << 20)).unwrap();
+    /// assert_eq!(heap.metrics().memory_limit, Some(64 << 20));
+    /// ```
+    pub fn set_memory_limit(&self, limit: Option<usize>) -> Result<(), ConfigError> {
+        self.inner.collector.set_memory_limit(memory_limit_setting(limit)?);
+        Ok(())
+    }
+
+    /// Lets an event loop donate time to the collector until `deadline`: while a cycle marks,
+    /// the calling thread marks; while it sweeps, it sweeps (spans without drop glue). Returns
+    /// whether there was anything to do. Call it from any thread, attached or not, inside a
+    /// scope or not.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let heap = lowpause::Heap::new();
+    /// // Nothing to do on a fresh heap.
+    /// assert!(!heap.idle_step(Instant::now() + Duration::from_millis(1)));
+    /// ```
+    pub fn idle_step(&self, deadline: std::time::Instant) -> bool {
+        self.inner.collector.idle_step(deadline)
+    }
 }
 
 impl Default for Heap {
@@ -152,9 +243,11 @@ impl std::fmt::Debug for Heap {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct HeapBuilder {
-    gc_percent: i64,
+    gc_percent: Option<i64>,
+    memory_limit: Option<usize>,
     max_heap: usize,
     workers: Option<usize>,
+    idle_workers: Option<usize>,
     verify: Option<bool>,
 }
 
@@ -166,7 +259,47 @@ impl HeapBuilder {
     /// assert!(lowpause::Heap::builder().gc_percent(0).build().is_err());
     /// ```
     pub fn gc_percent(mut self, percent: i64) -> HeapBuilder {
-        self.gc_percent = percent;
+        self.gc_percent = Some(percent);
+        self
+    }
+
+    /// Turns gc_percent off (Go's `GOGC=off`): cycles then start only when the heap nears its
+    /// [memory limit](HeapBuilder::memory_limit), or with [`Mutator::collect`].
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().gc_percent_off().memory_limit(64 << 20).build().unwrap();
+    /// assert_eq!(heap.metrics().gc_percent, None);
+    /// ```
+    pub fn gc_percent_off(mut self) -> HeapBuilder {
+        self.gc_percent = None;
+        self
+    }
+
+    /// A soft limit on the memory the heap maps (objects, fragmentation, free pages not yet
+    /// returned to the OS), in bytes: when gc_percent would let the heap grow past it, cycles
+    /// start earlier instead, and free pages go back to the OS. Soft: if the live data alone
+    /// exceeds it, the heap grows anyway (and the collector, limited to about half the CPU,
+    /// runs back to back). Accepted: at least 8 MiB. Default: none.
+    ///
+    /// ```
+    /// let err = lowpause::Heap::builder().memory_limit(1 << 20).build().unwrap_err();
+    /// assert!(err.to_string().contains("memory_limit 1048576"));
+    /// ```
+    pub fn memory_limit(mut self, bytes: usize) -> HeapBuilder {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Idle mark workers: threads at the lowest OS priority (`SCHED_IDLE`) that mark only when
+    /// a CPU would otherwise sit idle, on top of the 25 % the normal workers take. Only with
+    /// `workers` above 0. Accepted: 0 to 256. Default: one per CPU.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().idle_workers(0).build().unwrap();
+    /// # drop(heap);
+    /// ```
+    pub fn idle_workers(mut self, n: usize) -> HeapBuilder {
+        self.idle_workers = Some(n);
         self
     }
 
@@ -183,11 +316,14 @@ impl HeapBuilder {
         self
     }
 
-    /// Background mark workers. Each cycle also has one coordinator thread that runs the
-    /// handshakes and the background sweep. `0` starts no thread at all: every cycle then runs
-    /// in the mutators, in allocation slow paths, at scope boundaries and in
-    /// [`Mutator::collect`] (deterministic, for tests and for embedders that want no threads).
-    /// Accepted: 0 to 256. Default: a quarter of the CPUs, at least 1 (Go's 25 %).
+    /// Background mark workers at normal priority. Together they take 25 % of the CPUs while a
+    /// cycle marks (Go's share): as many full-time workers as that makes whole CPUs, plus one
+    /// part-time worker for the rest; workers beyond that plan run as idle workers. Each heap
+    /// also has one coordinator thread that runs the handshakes, the background sweep and the
+    /// scavenger. `0` starts no thread at all: every cycle then runs in the mutators, in
+    /// allocation slow paths, at scope boundaries and in [`Mutator::collect`] (deterministic,
+    /// for tests and for embedders that want no threads). Accepted: 0 to 256. Default: a
+    /// quarter of the CPUs, rounded up.
     ///
     /// ```
     /// let heap = lowpause::Heap::builder().workers(0).build().unwrap();
@@ -219,22 +355,26 @@ impl HeapBuilder {
     /// # Errors
     /// A [`ConfigError`] naming the first invalid setting, or the OS's refusal to reserve memory.
     pub fn build(self) -> Result<Heap, ConfigError> {
-        if !(MIN_GC_PERCENT..=MAX_GC_PERCENT).contains(&self.gc_percent) {
-            return Err(ConfigError::GcPercent(self.gc_percent));
-        }
+        let gc_percent = gc_percent_setting(self.gc_percent)?;
+        let memory_limit = memory_limit_setting(self.memory_limit)?;
         if !(MIN_MAX_HEAP..=MAX_MAX_HEAP).contains(&self.max_heap) {
             return Err(ConfigError::MaxHeap(self.max_heap));
         }
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).div_ceil(4).max(1));
-        if workers > MAX_WORKERS {
-            return Err(ConfigError::Workers(workers));
+        let idle_workers = if workers == 0 {
+            0
+        } else {
+            self.idle_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        };
+        if workers > MAX_WORKERS || idle_workers > MAX_WORKERS {
+            return Err(ConfigError::Workers(workers.max(idle_workers)));
         }
         let verify = self.verify.unwrap_or_else(|| std::env::var("LOWPAUSE_VERIFY").is_ok_and(|v| v == "1"));
         let max_heap = self.max_heap.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let trace = std::env::var("LOWPAUSE_TRACE").is_ok_and(|v| v == "1");
-        let config = Config { gc_percent: self.gc_percent as u32, max_heap, workers, verify, trace };
+        let config = Config { gc_percent, memory_limit, max_heap, workers, idle_workers, verify, trace };
         let collector =
             Arc::new(Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?);
         let workers = if workers > 0 { Some(Workers::start(&collector).map_err(ConfigError::Spawn)?) } else { None };

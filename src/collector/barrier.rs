@@ -193,8 +193,8 @@ impl Collector {
         if !span.mark(span.slot_of(obj)) {
             return None;
         }
-        self.grey_events.fetch_add(1, Ordering::SeqCst);
-        self.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
+        self.mark.grey_events.fetch_add(1, Ordering::SeqCst);
+        self.mark.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
         Some(span.kind.scan())
     }
 

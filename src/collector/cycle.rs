@@ -22,6 +22,7 @@ use super::barrier::BarrierBuffer;
 use super::handshake::{level, token, Claim, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
 use super::mark::Marker;
 use super::mutator::ThreadRecord;
+use super::pacer::MarkReport;
 use super::verify::Verifier;
 use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -62,15 +63,24 @@ pub(crate) struct CycleState {
     term_start: Instant,
     /// The cycle's trace line, filled in as it goes, and the CPU counters at its start.
     trace: CycleTrace,
-    cpu_at_start: [u64; 3],
+    cpu_at_start: [u64; 5],
+    /// The heap when the cycle was triggered, and the marking CPU counters when marking began.
+    heap_triggered: usize,
+    cpu_at_mark: [u64; 5],
     /// The cycle completed: once the last step's CPU is counted, its trace line is printed and the
     /// completion published (so `collect` returns after the line).
     completed_pending: bool,
     /// The driver's own marker (synchronous mode).
     marker: Option<Marker>,
+    bufs: SweepBuffers,
+}
+
+/// Buffers a sweeper reuses: spans popped, swept and still in use, and emptied.
+#[derive(Default)]
+pub(crate) struct SweepBuffers {
     spans: Vec<crate::memory::SpanPtr>,
-    swept_spans: Vec<crate::memory::SpanPtr>,
-    dead_spans: Vec<crate::memory::SpanPtr>,
+    swept: Vec<crate::memory::SpanPtr>,
+    dead: Vec<crate::memory::SpanPtr>,
 }
 
 impl CycleState {
@@ -85,12 +95,12 @@ impl CycleState {
             mark_start: now,
             term_start: now,
             trace: CycleTrace::default(),
-            cpu_at_start: [0; 3],
+            cpu_at_start: [0; 5],
+            heap_triggered: 0,
+            cpu_at_mark: [0; 5],
             completed_pending: false,
             marker: None,
-            spans: Vec::new(),
-            swept_spans: Vec::new(),
-            dead_spans: Vec::new(),
+            bufs: SweepBuffers::default(),
         }
     }
 }
@@ -129,13 +139,11 @@ pub(crate) fn termination_round<'a>(
 }
 
 impl Collector {
-    fn cpu_counters(&self) -> [u64; 3] {
+    /// GC CPU so far: assists, workers, idle workers, sweeping, other.
+    fn cpu_counters(&self) -> [u64; 5] {
         let t = &self.telemetry;
-        [
-            t.cpu_mark_ns.load(Ordering::Relaxed),
-            t.cpu_sweep_ns.load(Ordering::Relaxed),
-            t.cpu_other_ns.load(Ordering::Relaxed),
-        ]
+        [&t.cpu_assist_ns, &t.cpu_mark_ns, &t.cpu_idle_ns, &t.cpu_sweep_ns, &t.cpu_other_ns]
+            .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Takes every step of the cycle that needs no waiting. Returns whether anything changed.
@@ -199,7 +207,8 @@ impl Collector {
         st.cpu_at_start = self.cpu_counters();
         st.sg_target = self.memory.sweepgen.load(Ordering::Acquire) + 2;
         self.started.store(st.cycle, Ordering::Release);
-        self.marked_bytes.store(0, Ordering::Relaxed);
+        st.heap_triggered = self.heap_live();
+        self.mark.begin_cycle();
         self.memory.counters.black_bytes.store(0, Ordering::Relaxed);
         debug_assert!(self.mark.injector.is_empty());
         self.barrier_on.store(true, Ordering::SeqCst);
@@ -220,9 +229,13 @@ impl Collector {
             }
         });
         self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);
-        self.marking.store(true, Ordering::SeqCst);
-        self.mark.wake_workers();
         st.mark_start = std::time::Instant::now();
+        st.cpu_at_mark = self.cpu_counters();
+        self.mark_began_ns.store(st.mark_start.duration_since(self.created).as_nanos() as u64, Ordering::Relaxed);
+        self.mark_epoch.store(st.cycle, Ordering::Release);
+        self.marking.store(true, Ordering::SeqCst);
+        self.pace_step();
+        self.mark.wake_workers();
         self.enter_phase(st, Phase::Mark)
     }
 
@@ -237,7 +250,7 @@ impl Collector {
         for rec in self.registry.records() {
             self.flush_barrier(&rec);
         }
-        marker.drain(budget, &self.marked_bytes, &self.grey_events)
+        marker.drain(budget).0
     }
 
     fn mark_step(&self, st: &mut CycleState, drive: Drive) -> bool {
@@ -258,7 +271,7 @@ impl Collector {
         // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier?
         let records = self.registry.records();
         let clean = termination_round(
-            &self.grey_events,
+            &self.mark.grey_events,
             &self.roots_in_flight,
             records.iter().map(|r| &r.barrier),
             |p| self.mark.injector.push(super::mark::Work::new(p)),
@@ -286,21 +299,72 @@ impl Collector {
             }
         }
         self.marking.store(false, Ordering::SeqCst);
+        self.assist_ratio.store(0, Ordering::Relaxed);
         self.barrier_off();
-        // Pace the next cycle from what this one marked (objects allocated black included).
-        let live = self.marked_bytes.load(Ordering::Relaxed) + self.memory.counters.black_bytes.load(Ordering::Relaxed);
-        let goal = self.pacer.lock().goal(live);
-        let allocated = self.memory.counters.allocated_bytes.load(Ordering::Relaxed);
-        self.next_gc_at.store(allocated.saturating_add(goal.saturating_sub(live)), Ordering::Relaxed);
-        self.telemetry.goal.store(goal, Ordering::Relaxed);
+        let goal = self.pace_next_cycle(st);
         Telemetry::record_max(&self.telemetry.max_mark_ns, st.mark_start.elapsed());
         st.trace.mark = st.term_start.elapsed();
         st.trace.heap_mark_end = self.memory.footprint().1;
-        st.trace.live = self.marked_bytes.load(Ordering::Relaxed);
+        st.trace.live = self.mark.marked_bytes.load(Ordering::Relaxed);
         st.trace.goal = goal;
         self.memory.begin_sweep();
         self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
         self.enter_phase(st, Phase::Sweep)
+    }
+
+    /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal.
+    fn pace_next_cycle(&self, st: &CycleState) -> usize {
+        let marked = self.mark.marked_bytes.load(Ordering::Relaxed);
+        // Objects allocated black count as marked (as in Go): they may well be live.
+        let heap_marked = marked + self.memory.counters.black_bytes.load(Ordering::Relaxed);
+        let heap_at_mark_end = self.heap_live();
+        let cpu = self.cpu_counters();
+        let wall_cpus = st.mark_start.elapsed().as_nanos().max(1) as f64 * self.procs as f64;
+        let used = |i: usize| cpu[i].saturating_sub(st.cpu_at_mark[i]) as f64 / wall_cpus;
+        let report = MarkReport {
+            heap_marked,
+            root_bytes: self.roots.len() * std::mem::size_of::<usize>(),
+            scan_work: self.mark.scan_work.load(Ordering::Relaxed),
+            heap_triggered: st.heap_triggered,
+            heap_at_mark_end,
+            utilization: (used(0) + used(1)).min(1.0),
+            idle_utilization: used(2).min(1.0),
+        };
+        self.telemetry.peak_heap.fetch_max(heap_at_mark_end, Ordering::Relaxed);
+        let mut p = self.pacer.lock();
+        p.end_mark(&report);
+        self.alloc_at_mark_end.store(self.memory.counters.allocated_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.heap_marked.store(heap_marked, Ordering::Relaxed);
+        self.publish_pacing(&p);
+        if p.goal() == super::pacer::NONE {
+            0
+        } else {
+            p.goal()
+        }
+    }
+
+    /// Sweeps up to `max` unswept spans (only kinds without drop glue unless `with_drop`: the
+    /// caller is then outside every scope). Returns whether there were any.
+    pub(crate) fn sweep_batch(&self, max: usize, with_drop: bool, b: &mut SweepBuffers) -> bool {
+        b.spans.clear();
+        self.memory.pop_unswept(max, with_drop, &mut b.spans);
+        if b.spans.is_empty() {
+            return false;
+        }
+        for sp in std::mem::take(&mut b.spans) {
+            // SAFETY: popping made us the holder; marking is over for this sweep generation;
+            // drop glue runs only if the caller is outside every scope (`with_drop`).
+            if let Some(sp) = unsafe { self.sweep_span(sp, &mut b.dead) } {
+                b.swept.push(sp);
+            }
+        }
+        // SAFETY: we hold the swept spans and give them up; the emptied ones hold no live object.
+        unsafe {
+            self.memory.release_spans(&b.swept);
+            self.memory.free_spans(&mut b.dead);
+        }
+        b.swept.clear();
+        true
     }
 
     fn sweep_step(&self, st: &mut CycleState, drive: Drive) -> bool {
@@ -309,27 +373,8 @@ impl Collector {
             _ => (usize::MAX, true),
         };
         let mut swept = false;
-        loop {
-            st.spans.clear();
-            self.memory.pop_unswept(max.min(64), with_drop, &mut st.spans);
-            if st.spans.is_empty() {
-                break;
-            }
+        while self.sweep_batch(max.min(64), with_drop, &mut st.bufs) {
             swept = true;
-            for sp in std::mem::take(&mut st.spans) {
-                // SAFETY: popping made us the holder; marking is over for this sweep generation;
-                // drop glue runs only if the driver is outside every scope (`with_drop`).
-                if let Some(sp) = unsafe { self.sweep_span(sp, &mut st.dead_spans) } {
-                    st.swept_spans.push(sp);
-                }
-            }
-            // SAFETY: we hold the swept spans and give them up; the emptied ones hold no live
-            // object.
-            unsafe {
-                self.memory.release_spans(&st.swept_spans);
-                self.memory.free_spans(&mut st.dead_spans);
-            }
-            st.swept_spans.clear();
             if max != usize::MAX {
                 break;
             }
@@ -339,9 +384,21 @@ impl Collector {
         if !self.answer_for_outside(token(st.cycle, LEVEL_RELEASE), st.sg_target) || !self.memory.sweep_done() {
             return swept;
         }
-        // The cycle is complete.
+        // The cycle is complete. What the spans hold beyond live objects is overhead the memory
+        // limit must leave room for; free pages above the new goal go back to the OS.
         let t = &self.telemetry;
-        t.live_bytes.store(self.memory.counters.swept_live_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        let swept_live = self.memory.counters.swept_live_bytes.load(Ordering::Relaxed);
+        let overhead = self.memory.footprint().1.saturating_sub(swept_live);
+        t.overhead.store(overhead, Ordering::Relaxed);
+        {
+            let mut p = self.pacer.lock();
+            p.set_overhead(overhead);
+            self.publish_pacing(&p);
+        }
+        if drive != Drive::SlowPath {
+            self.scavenge();
+        }
+        t.live_bytes.store(swept_live, Ordering::Relaxed);
         t.live_objects.store(self.memory.counters.swept_live_objects.load(Ordering::Relaxed), Ordering::Relaxed);
         t.gc_wall_ns.fetch_add(st.cycle_start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         st.trace.sweep = st.phase_start.elapsed();
@@ -358,9 +415,9 @@ impl Collector {
     fn print_trace(&self, st: &mut CycleState) {
         let now = self.cpu_counters();
         let tr = &mut st.trace;
-        tr.cpu_mark_ns = now[0] - st.cpu_at_start[0];
-        tr.cpu_sweep_ns = now[1] - st.cpu_at_start[1];
-        tr.cpu_other_ns = now[2] - st.cpu_at_start[2];
+        let d: Vec<u64> = now.iter().zip(st.cpu_at_start).map(|(n, s)| n.saturating_sub(s)).collect();
+        (tr.cpu_assist_ns, tr.cpu_mark_ns, tr.cpu_idle_ns, tr.cpu_sweep_ns, tr.cpu_other_ns) =
+            (d[0], d[1], d[2], d[3], d[4]);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         tr.gc_cpu_share = now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * cpus).max(1e-9);
         eprintln!("{}", tr.line());

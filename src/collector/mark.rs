@@ -20,12 +20,15 @@
 use super::verify::Verifier;
 use crate::memory::Memory;
 use crate::object::{Header, HEADER_SIZE};
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Bytes of an array scanned in one work item.
 pub(crate) const CHUNK_BYTES: usize = 32 << 10;
+/// Scan work a marker does between publishing its counters.
+pub(crate) const FLUSH_BYTES: usize = 64 << 10;
 
 /// A grey object, and the element its scan resumes at.
 #[derive(Clone, Copy, Debug)]
@@ -100,29 +103,30 @@ impl<'a> Tracer<'a> {
     }
 }
 
-/// The shared side of marking: the injector, the markers' stealers, and idle tracking.
+/// The shared side of marking: the injector, the markers' stealers, idle tracking, the cycle's
+/// marking counters, and the parked background markers.
+///
+/// Nothing here takes a lock once marking runs: stealers are fixed when the workers start, and
+/// markers park with `std::thread::park` and are woken with `unpark` (a futex, no mutex). So a
+/// marker preempted anywhere (an idle worker at the lowest OS priority on a busy machine) never
+/// holds a lock that a mutator or another marker waits for.
+#[derive(Default)]
 pub(crate) struct MarkQueue {
     pub(crate) injector: Injector<Work>,
-    stealers: Mutex<Vec<Stealer<Work>>>,
+    stealers: OnceLock<Vec<Stealer<Work>>>,
     /// Markers that may hold grey work.
     active: AtomicUsize,
-    /// Parked markers wait here for work.
-    sleep: Mutex<()>,
-    wake: Condvar,
+    /// The background markers' threads, to unpark, and how many are parked.
+    threads: OnceLock<Vec<std::thread::Thread>>,
     sleepers: AtomicUsize,
-}
-
-impl Default for MarkQueue {
-    fn default() -> Self {
-        MarkQueue {
-            injector: Injector::new(),
-            stealers: Mutex::new(Vec::new()),
-            active: AtomicUsize::new(0),
-            sleep: Mutex::new(()),
-            wake: Condvar::new(),
-            sleepers: AtomicUsize::new(0),
-        }
-    }
+    /// Bytes marked (greyed) this cycle.
+    pub(crate) marked_bytes: AtomicUsize,
+    /// Bytes scanned this cycle.
+    pub(crate) scan_work: AtomicUsize,
+    /// Greying events (any thread): termination rounds compare it.
+    pub(crate) grey_events: AtomicU64,
+    /// Scan work background markers did and assists have not drawn on yet.
+    pub(crate) credit: AtomicUsize,
 }
 
 impl MarkQueue {
@@ -131,22 +135,50 @@ impl MarkQueue {
         self.injector.is_empty() && self.active.load(Ordering::SeqCst) == 0
     }
 
-    /// Wakes parked markers (cheap when none is parked).
+    /// Fixes the background markers' stealers and threads (once, when the workers start).
+    pub(crate) fn set_workers(&self, stealers: Vec<Stealer<Work>>, threads: Vec<std::thread::Thread>) {
+        let fresh = self.stealers.set(stealers).is_ok() && self.threads.set(threads).is_ok();
+        assert!(fresh, "the mark workers are started once");
+    }
+
+    /// Wakes parked markers (one load when none is parked; never takes a lock).
     pub(crate) fn wake_workers(&self) {
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _g = self.sleep.lock();
-            self.wake.notify_all();
+            for t in self.threads.get().into_iter().flatten() {
+                t.unpark();
+            }
         }
     }
 
-    /// Parks a background marker for at most `timeout`, unless work shows up first.
+    /// Parks a background marker for at most `timeout`, unless woken first.
     pub(crate) fn park(&self, timeout: Duration) {
-        let mut g = self.sleep.lock();
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         if self.injector.is_empty() {
-            self.wake.wait_for(&mut g, timeout);
+            std::thread::park_timeout(timeout);
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Resets the counters for a new cycle.
+    pub(crate) fn begin_cycle(&self) {
+        self.marked_bytes.store(0, Ordering::Relaxed);
+        self.scan_work.store(0, Ordering::Relaxed);
+        self.credit.store(0, Ordering::Relaxed);
+    }
+
+    /// Takes up to `want` bytes of banked credit; returns what it took.
+    pub(crate) fn take_credit(&self, want: usize) -> usize {
+        let mut have = self.credit.load(Ordering::Relaxed);
+        loop {
+            let take = have.min(want);
+            if take == 0 {
+                return 0;
+            }
+            match self.credit.compare_exchange_weak(have, have - take, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return take,
+                Err(now) => have = now,
+            }
+        }
     }
 }
 
@@ -160,6 +192,8 @@ pub(crate) struct Marker {
     local: Worker<Work>,
     marked_bytes: usize,
     greyed: u64,
+    /// Whether scan work banks credit for assists (background markers).
+    banks_credit: bool,
 }
 
 // SAFETY: the raw pointers point into the collector, which outlives every marker (background
@@ -167,13 +201,15 @@ pub(crate) struct Marker {
 unsafe impl Send for Marker {}
 
 impl Marker {
-    /// A marker whose deque other markers can steal from (`stealable`), or a private one.
-    pub(crate) fn new(mem: &Memory, queue: &MarkQueue, stealable: bool) -> Marker {
-        let local = Worker::new_lifo();
-        if stealable {
-            queue.stealers.lock().push(local.stealer());
-        }
-        Marker { mem, queue, local, marked_bytes: 0, greyed: 0 }
+    /// A marker; a background one (`background`) banks its scan work as credit for assists, and
+    /// its deque's stealer goes to [`MarkQueue::set_workers`].
+    pub(crate) fn new(mem: &Memory, queue: &MarkQueue, background: bool) -> Marker {
+        Marker { mem, queue, local: Worker::new_lifo(), marked_bytes: 0, greyed: 0, banks_credit: background }
+    }
+
+    /// A handle other markers steal this one's work through.
+    pub(crate) fn stealer(&self) -> Stealer<Work> {
+        self.local.stealer()
     }
 
     #[inline]
@@ -217,8 +253,7 @@ impl Marker {
                 Steal::Empty => break,
             }
         }
-        let stealers = q.stealers.lock();
-        for s in stealers.iter() {
+        for s in q.stealers.get().into_iter().flatten() {
             loop {
                 match s.steal() {
                     Steal::Success(w) => return Some(w),
@@ -254,19 +289,27 @@ impl Marker {
         (end - w.start) * info.size
     }
 
-    /// Marks until no grey work can be found, or until about `budget` bytes were scanned.
-    /// Returns true if it ran out of work (not budget). Adds what it marked to the collector's
-    /// counters (`marked_bytes`, `grey_events`).
-    pub(crate) fn drain(&mut self, budget: usize, marked: &AtomicUsize, grey_events: &AtomicU64) -> bool {
+    /// Marks until no grey work can be found, or until about `budget` bytes were scanned, handing
+    /// what is left to the injector in that case. Returns whether it ran out of work (not budget),
+    /// and the bytes it scanned. Adds to the queue's counters as it goes (every
+    /// [`FLUSH_BYTES`] scanned), so the pacer sees marking progress while it runs.
+    pub(crate) fn drain(&mut self, budget: usize) -> (bool, usize) {
         let q = self.queue();
         q.active.fetch_add(1, Ordering::SeqCst);
-        let mut scanned = 0;
+        let (mut scanned, mut unflushed) = (0, 0);
         let out_of_work = loop {
             if scanned >= budget {
                 break false;
             }
             match self.find_work() {
-                Some(w) => scanned += self.scan(w),
+                Some(w) => {
+                    let n = self.scan(w);
+                    scanned += n;
+                    unflushed += n;
+                    if unflushed >= FLUSH_BYTES {
+                        self.flush(std::mem::take(&mut unflushed));
+                    }
+                }
                 None => break true,
             }
         };
@@ -277,9 +320,18 @@ impl Marker {
             }
             q.wake_workers();
         }
-        marked.fetch_add(std::mem::take(&mut self.marked_bytes), Ordering::Relaxed);
-        grey_events.fetch_add(std::mem::take(&mut self.greyed), Ordering::SeqCst);
+        self.flush(unflushed);
         q.active.fetch_sub(1, Ordering::SeqCst);
-        out_of_work
+        (out_of_work, scanned)
+    }
+
+    fn flush(&mut self, scanned: usize) {
+        let q = self.queue();
+        q.marked_bytes.fetch_add(std::mem::take(&mut self.marked_bytes), Ordering::Relaxed);
+        q.scan_work.fetch_add(scanned, Ordering::Relaxed);
+        if self.banks_credit {
+            q.credit.fetch_add(scanned, Ordering::Relaxed);
+        }
+        q.grey_events.fetch_add(std::mem::take(&mut self.greyed), Ordering::SeqCst);
     }
 }

@@ -38,22 +38,35 @@ pub use mark::Tracer;
 use crate::memory::span::SpanKind;
 use crate::memory::{Memory, SpanPtr};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
-use crate::telemetry::{Stats, Telemetry};
+use crate::telemetry::stalls::StallCause;
+use crate::telemetry::{thread_cpu_ns, Stats, Telemetry};
 use cycle::{CycleState, Drive, Phase};
 use handshake::{level, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
 use mark::MarkQueue;
 use mutator::{Registry, ThreadRecord};
-use pacer::Pacer;
+use pacer::{CpuLimiter, Pacer, WorkerPlan};
 use roots::RootTable;
 use std::time::{Duration, Instant};
+
+/// Scan work an assist does at least (Go's `gcOverAssistWork`): smaller debts wait.
+const ASSIST_MIN_WORK: usize = 64 << 10;
+/// Scan work between deadline checks of [`Collector::idle_step`].
+const IDLE_STEP_SLICE: usize = 64 << 10;
+/// An allocation slow path that took at least this long while the sweep ran counts as a stall.
+const ALLOCATION_STALL_MIN: Duration = Duration::from_micros(1);
 
 /// Settings of a collector, validated by the API's builder.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
-    pub(crate) gc_percent: u32,
+    /// `None`: off (only the memory limit starts cycles).
+    pub(crate) gc_percent: Option<u32>,
+    pub(crate) memory_limit: Option<usize>,
     pub(crate) max_heap: usize,
-    /// Background mark workers; 0 runs every cycle synchronously in the mutators.
+    /// Background mark workers at normal priority; 0 runs every cycle synchronously in the
+    /// mutators.
     pub(crate) workers: usize,
+    /// Background mark workers at the lowest OS priority (only with `workers > 0`).
+    pub(crate) idle_workers: usize,
     /// Re-mark the heap after every mark and panic on anything reachable left unmarked.
     pub(crate) verify: bool,
     /// Print one trace line per cycle on stderr (`LOWPAUSE_TRACE=1`).
@@ -79,19 +92,30 @@ pub(crate) struct Collector {
     completed: AtomicU64,
     done_lock: Mutex<()>,
     done_cv: Condvar,
-    /// The coordinator sleeps here between steps.
-    coordinator_lock: Mutex<()>,
-    coordinator_cv: Condvar,
+    /// The coordinator thread, parked between steps (woken with `unpark`: no lock).
+    pub(crate) coordinator: std::sync::OnceLock<std::thread::Thread>,
     pub(crate) shutdown: AtomicBool,
-    /// Greying events (any thread): termination rounds compare it.
-    grey_events: AtomicU64,
     /// Root operations between reading the barrier flag and queueing what they greyed.
     roots_in_flight: AtomicUsize,
-    /// Bytes marked by this cycle so far.
-    marked_bytes: AtomicUsize,
     pacer: Mutex<Pacer>,
+    /// The heap as the pacer counts it is `heap_marked` (at the last mark's end) plus what was
+    /// allocated since: `allocated_bytes − alloc_at_mark_end`.
+    heap_marked: AtomicUsize,
+    alloc_at_mark_end: AtomicUsize,
     /// A cycle is requested once `memory.counters.allocated_bytes` reaches this.
     next_gc_at: AtomicUsize,
+    /// Scan work owed per byte allocated while marking (an `f64`'s bits); 0 outside marking.
+    assist_ratio: AtomicU64,
+    /// The CPU limiter is on: assists are skipped.
+    limiting: AtomicBool,
+    limiter: Mutex<(CpuLimiter, Instant, u64)>,
+    /// CPUs available, and the background workers' share of them.
+    pub(crate) procs: usize,
+    pub(crate) plan: WorkerPlan,
+    /// The cycle whose mark began last, and when (ns after `created`): the fractional worker's
+    /// duty cycle counts from there.
+    pub(crate) mark_epoch: AtomicU64,
+    pub(crate) mark_began_ns: AtomicU64,
     /// A verification failure or a dead collector thread, reported by mutators.
     failure: Mutex<Option<String>>,
     pub(crate) telemetry: Telemetry,
@@ -101,8 +125,8 @@ pub(crate) struct Collector {
 
 impl Collector {
     pub(crate) fn new(config: Config) -> std::io::Result<Collector> {
-        let pacer = Pacer { gc_percent: config.gc_percent };
-        let goal = pacer.goal(0);
+        let pacer = Pacer::new(config.gc_percent, config.memory_limit);
+        let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let c = Collector {
             memory: Memory::new(config.max_heap)?,
             roots: RootTable::default(),
@@ -118,20 +142,193 @@ impl Collector {
             completed: AtomicU64::new(0),
             done_lock: Mutex::new(()),
             done_cv: Condvar::new(),
-            coordinator_lock: Mutex::new(()),
-            coordinator_cv: Condvar::new(),
+            coordinator: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
-            grey_events: AtomicU64::new(0),
             roots_in_flight: AtomicUsize::new(0),
-            marked_bytes: AtomicUsize::new(0),
-            pacer: Mutex::new(pacer),
-            next_gc_at: AtomicUsize::new(goal),
+            pacer: Mutex::new(pacer.clone()),
+            heap_marked: AtomicUsize::new(0),
+            alloc_at_mark_end: AtomicUsize::new(0),
+            next_gc_at: AtomicUsize::new(usize::MAX),
+            assist_ratio: AtomicU64::new(0),
+            limiting: AtomicBool::new(false),
+            limiter: Mutex::new((CpuLimiter::new(procs), Instant::now(), 0)),
+            procs,
+            plan: WorkerPlan::for_procs(procs).capped(config.workers),
+            mark_epoch: AtomicU64::new(0),
+            mark_began_ns: AtomicU64::new(0),
             failure: Mutex::new(None),
             telemetry: Telemetry::default(),
             created: Instant::now(),
         };
-        c.telemetry.goal.store(goal, Ordering::Relaxed);
+        c.publish_pacing(&pacer);
         Ok(c)
+    }
+
+    /// The heap as the pacer counts it: bytes marked by the last mark plus bytes allocated since.
+    pub(crate) fn heap_live(&self) -> usize {
+        let allocated = self.memory.counters.allocated_bytes.load(Ordering::Relaxed);
+        let since = allocated.saturating_sub(self.alloc_at_mark_end.load(Ordering::Relaxed));
+        self.heap_marked.load(Ordering::Relaxed).saturating_add(since)
+    }
+
+    /// Publishes the pacer's trigger (as an allocation count to reach) and goal.
+    fn publish_pacing(&self, pacer: &Pacer) {
+        let trigger = pacer.trigger();
+        let at = if trigger == pacer::NONE {
+            usize::MAX
+        } else {
+            let base = self.alloc_at_mark_end.load(Ordering::Relaxed);
+            base.saturating_add(trigger.saturating_sub(self.heap_marked.load(Ordering::Relaxed)))
+        };
+        self.next_gc_at.store(at, Ordering::Relaxed);
+        self.telemetry.goal.store(if pacer.goal() == pacer::NONE { 0 } else { pacer.goal() }, Ordering::Relaxed);
+    }
+
+    /// Changes gc_percent (`None`: off) at run time; the new goal applies at once.
+    pub(crate) fn set_gc_percent(&self, gc_percent: Option<u32>) {
+        let mut p = self.pacer.lock();
+        p.set_gc_percent(gc_percent);
+        self.publish_pacing(&p);
+        drop(p);
+        if self.trigger_passed() {
+            self.request();
+        }
+    }
+
+    /// Changes the soft memory limit (`None`: none) at run time; the new goal applies at once, and
+    /// free pages above the new limit go back to the OS.
+    pub(crate) fn set_memory_limit(&self, limit: Option<usize>) {
+        let mut p = self.pacer.lock();
+        p.set_memory_limit(limit);
+        self.publish_pacing(&p);
+        drop(p);
+        if self.trigger_passed() {
+            self.request();
+        }
+        self.scavenge();
+    }
+
+    /// The current gc_percent and memory limit.
+    pub(crate) fn pacing_settings(&self) -> (Option<u32>, Option<usize>) {
+        let p = self.pacer.lock();
+        (p.gc_percent(), p.memory_limit())
+    }
+
+    /// Returns free pages to the OS until the heap maps no more than its goal plus a tenth and
+    /// the fragmentation last measured, and never more than the memory limit.
+    pub(crate) fn scavenge(&self) {
+        let target = {
+            let p = self.pacer.lock();
+            if p.goal() == pacer::NONE {
+                return;
+            }
+            let frag = self.telemetry.overhead.load(Ordering::Relaxed);
+            let target = p.goal().saturating_add(p.goal() / 10).saturating_add(frag);
+            target.min(p.memory_limit().unwrap_or(usize::MAX))
+        };
+        let released = self.memory.scavenge(target);
+        self.telemetry.scavenged_bytes.fetch_add(released, Ordering::Relaxed);
+    }
+
+    /// Scan work still owed by `rec`'s thread for what it allocated while marking is paid here:
+    /// from the workers' banked credit first, then by marking itself (Go's `gcAssistAlloc`).
+    /// Skipped while the CPU limiter is on. Called at allocation slow paths and scope exits.
+    ///
+    /// # Safety
+    /// `rec` is the calling thread's record and the thread is inside a scope.
+    unsafe fn assist(&self, rec: &ThreadRecord) {
+        // SAFETY: the thread owns its cache and assist state (caller's guarantee).
+        let (cache, debt) = unsafe { (rec.cache(), rec.assist()) };
+        // Every assist is followed by a flush of the cache's counters: what is unflushed now was
+        // allocated since the last assist.
+        let allocated = cache.local_bytes;
+        let ratio = f64::from_bits(self.assist_ratio.load(Ordering::Relaxed));
+        if ratio == 0.0 || !self.marking.load(Ordering::Relaxed) || self.limiting.load(Ordering::Relaxed) {
+            debt.owed = 0.0;
+            return;
+        }
+        debt.owed += allocated as f64 * ratio;
+        if debt.owed < ASSIST_MIN_WORK as f64 {
+            return;
+        }
+        debt.owed -= self.mark.take_credit(debt.owed as usize) as f64;
+        if debt.owed < ASSIST_MIN_WORK as f64 {
+            return;
+        }
+        let (start, cpu0) = (Instant::now(), thread_cpu_ns());
+        // Over-assist a little, so the next few allocations need not assist at all.
+        let budget = debt.owed as usize + ASSIST_MIN_WORK;
+        let marker = debt.marker.get_or_insert_with(|| mark::Marker::new(&self.memory, &self.mark, false));
+        let (out_of_work, scanned) = marker.drain(budget);
+        debt.owed -= scanned as f64;
+        if out_of_work {
+            // Nothing left to scan: the debt cannot be paid, and marking is about to end.
+            debt.owed = 0.0;
+            self.wake_coordinator();
+        }
+        self.telemetry.cpu_assist_ns.fetch_add(thread_cpu_ns().saturating_sub(cpu0), Ordering::Relaxed);
+        self.record_stall(StallCause::Assist, start);
+    }
+
+    /// Donates the calling thread's time until `deadline` to the collector: marks (or in
+    /// synchronous mode advances the cycle) or sweeps spans without drop glue. Returns whether
+    /// there was work to do. The CPU is counted as idle-worker time.
+    pub(crate) fn idle_step(&self, deadline: Instant) -> bool {
+        let c0 = thread_cpu_ns();
+        let mut did = false;
+        if self.config.workers == 0 {
+            while Instant::now() < deadline && self.phase.load(Ordering::Acquire) != Phase::Idle as u32 {
+                if !self.advance(Drive::SlowPath) {
+                    break;
+                }
+                did = true;
+            }
+        } else if self.marking.load(Ordering::Acquire) {
+            let mut marker = mark::Marker::new(&self.memory, &self.mark, true);
+            while Instant::now() < deadline && self.marking.load(Ordering::Acquire) {
+                let (out_of_work, scanned) = marker.drain(IDLE_STEP_SLICE);
+                did |= scanned > 0;
+                if out_of_work {
+                    self.wake_coordinator();
+                    break;
+                }
+            }
+        } else if self.phase.load(Ordering::Acquire) == Phase::Sweep as u32 {
+            let mut bufs = cycle::SweepBuffers::default();
+            while Instant::now() < deadline && self.sweep_batch(8, false, &mut bufs) {
+                did = true;
+            }
+        }
+        self.telemetry.cpu_idle_ns.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
+        did
+    }
+
+    /// Records a mutator stall that began at `start` and ends now.
+    pub(crate) fn record_stall(&self, cause: StallCause, start: Instant) {
+        let ns = start.elapsed().as_nanos() as u64;
+        let at = start.saturating_duration_since(self.created).as_nanos() as u64;
+        self.telemetry.stalls.record(cause, at, ns);
+        Telemetry::record_max(&self.telemetry.max_stall_ns, Duration::from_nanos(ns));
+    }
+
+    /// Called by the coordinator between steps: feeds the CPU limiter, and while marking, revises
+    /// the assist ratio from the heap and the scan work done so far (Go's `revise`).
+    pub(crate) fn pace_step(&self) {
+        {
+            let mut l = self.limiter.lock();
+            let (ref mut limiter, ref mut last, ref mut last_gc) = *l;
+            let now = Instant::now();
+            let wall = now.duration_since(*last).as_nanos() as u64;
+            let gc = self.telemetry.cpu_total_ns();
+            let limiting = limiter.update(gc.saturating_sub(*last_gc), wall.saturating_mul(self.procs as u64));
+            (*last, *last_gc) = (now, gc);
+            self.limiting.store(limiting, Ordering::Relaxed);
+        }
+        if self.marking.load(Ordering::Relaxed) {
+            let ratio =
+                self.pacer.lock().assist_work_per_byte(self.heap_live(), self.mark.scan_work.load(Ordering::Relaxed));
+            self.assist_ratio.store(ratio.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// Allocates `size` bytes (header included) for an object of kind `kind` from `rec`'s cache.
@@ -173,7 +370,11 @@ impl Collector {
         kind: SpanKind,
     ) -> (usize, Option<SpanPtr>) {
         // SAFETY: the thread is inside a scope and owns its record.
-        unsafe { self.answer(rec, false) };
+        unsafe {
+            self.answer(rec, false);
+            self.assist(rec);
+            rec.cache().flush_counters(&self.memory);
+        }
         if self.trigger_passed() {
             self.request();
         }
@@ -184,10 +385,18 @@ impl Collector {
         }
         // SAFETY: the thread owns its cache.
         let cache = unsafe { rec.cache() };
+        // While the sweep runs, a refill may sweep spans first: time it as a stall.
+        let sweeping = self.phase.load(Ordering::Relaxed) == Phase::Sweep as u32;
+        let start = sweeping.then(Instant::now);
         let r = match class {
             Some(class) => cache.alloc_small(&self.memory, class, kind).map(|a| (a, None)),
             None => cache.alloc_large(&self.memory, size, kind).map(|(a, sp)| (a, Some(sp))),
         };
+        if let Some(start) = start {
+            if start.elapsed() >= ALLOCATION_STALL_MIN {
+                self.record_stall(StallCause::Allocation, start);
+            }
+        }
         match r {
             Ok(r) => r,
             Err(_) => self.exhausted(size),
@@ -217,18 +426,17 @@ impl Collector {
         }
     }
 
+    /// Wakes the coordinator (an `unpark`: no lock, so a mutator never waits here).
     pub(crate) fn wake_coordinator(&self) {
-        if self.config.workers > 0 {
-            let _g = self.coordinator_lock.lock();
-            self.coordinator_cv.notify_all();
+        if let Some(t) = self.coordinator.get() {
+            t.unpark();
         }
     }
 
     /// The coordinator's nap between steps that found nothing to do.
     pub(crate) fn coordinator_wait(&self, timeout: Duration) {
-        let mut g = self.coordinator_lock.lock();
         if !self.shutdown.load(Ordering::Acquire) {
-            self.coordinator_cv.wait_for(&mut g, timeout);
+            std::thread::park_timeout(timeout);
         }
     }
 
@@ -301,7 +509,7 @@ impl Collector {
         let start = Instant::now();
         let (_, spins) = rec.state.enter();
         if spins > 0 {
-            Telemetry::record_max(&self.telemetry.max_stall_ns, start.elapsed());
+            self.record_stall(StallCause::Handshake, start);
         }
         // SAFETY: the thread just entered its scope.
         unsafe { self.answer(rec, true) };
@@ -315,6 +523,7 @@ impl Collector {
         // SAFETY: the thread is at a scope boundary and owns its record.
         unsafe {
             self.answer(rec, true);
+            self.assist(rec);
             rec.cache().flush_counters(&self.memory);
         }
         self.flush_barrier(rec);
@@ -431,6 +640,67 @@ impl Collector {
             gc_time: Duration::from_nanos(t.gc_wall_ns.load(Ordering::Relaxed)),
             max_mark_time: Duration::from_nanos(t.max_mark_ns.load(Ordering::Relaxed)),
             workers: self.config.workers,
+        }
+    }
+}
+
+impl Collector {
+    /// Everything the collector measures (see [`Metrics`](crate::Metrics)).
+    pub(crate) fn metrics(&self) -> crate::Metrics {
+        use crate::telemetry::stalls::mmu;
+        let t = &self.telemetry;
+        let c = &self.memory.counters;
+        let (mapped, released, in_use) = self.memory.mapped();
+        let (gc_percent, memory_limit) = self.pacing_settings();
+        let uptime = self.created.elapsed();
+        let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        let gc_cpu = crate::GcCpu {
+            workers: ns(&t.cpu_mark_ns),
+            idle: ns(&t.cpu_idle_ns),
+            assists: ns(&t.cpu_assist_ns),
+            sweeping: ns(&t.cpu_sweep_ns),
+            other: ns(&t.cpu_other_ns),
+        };
+        let summary = |cause| t.stalls.summary(cause);
+        let (handshake_wait, assist, allocation_wait) =
+            (summary(StallCause::Handshake), summary(StallCause::Assist), summary(StallCause::Allocation));
+        let longest_stall = [
+            (StallCause::Handshake, handshake_wait.max),
+            (StallCause::Assist, assist.max),
+            (StallCause::Allocation, allocation_wait.max),
+        ]
+        .into_iter()
+        .filter(|&(_, d)| d > Duration::ZERO)
+        .max_by_key(|&(_, d)| d);
+        let log = t.stalls.log();
+        let end = uptime.as_nanos() as u64;
+        let goal = t.goal.load(Ordering::Relaxed);
+        crate::Metrics {
+            uptime,
+            cycles: t.cycles.load(Ordering::Relaxed),
+            allocated_bytes: c.allocated_bytes.load(Ordering::Relaxed),
+            allocated_objects: c.allocated_objects.load(Ordering::Relaxed),
+            freed_bytes: c.freed_bytes.load(Ordering::Relaxed),
+            freed_objects: c.freed_objects.load(Ordering::Relaxed),
+            live_bytes: t.live_bytes.load(Ordering::Relaxed),
+            live_objects: t.live_objects.load(Ordering::Relaxed),
+            heap_goal: (goal != 0).then_some(goal),
+            gc_percent,
+            memory_limit,
+            peak_heap: t.peak_heap.load(Ordering::Relaxed),
+            mapped_bytes: mapped,
+            released_bytes: released,
+            scavenged_bytes: t.scavenged_bytes.load(Ordering::Relaxed),
+            heap_in_use: in_use,
+            gc_cpu_fraction: gc_cpu.total().as_secs_f64() / (uptime.as_secs_f64() * self.procs as f64).max(1e-9),
+            gc_cpu,
+            handshake_wait,
+            assist,
+            allocation_wait,
+            longest_stall,
+            mmu_1ms: mmu(&log, end, 1_000_000),
+            mmu_10ms: mmu(&log, end, 10_000_000),
+            mmu_100ms: mmu(&log, end, 100_000_000),
         }
     }
 }

@@ -12,20 +12,30 @@
 
 use super::barrier::BarrierBuffer;
 use super::handshake::{level, StateWord, LEVEL_SNAPSHOT};
+use super::mark::Marker;
 use crate::memory::cache::Cache;
 use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering};
 use std::cell::UnsafeCell;
+
+/// What a thread owes in mark assists, and the marker it pays with.
+#[derive(Default)]
+pub(crate) struct AssistState {
+    /// Scan work owed, in bytes.
+    pub(crate) owed: f64,
+    pub(crate) marker: Option<Marker>,
+}
 
 /// The per-thread state of one attached thread.
 pub(crate) struct ThreadRecord {
     pub(crate) state: StateWord,
     cache: UnsafeCell<Cache>,
+    assist: UnsafeCell<AssistState>,
     pub(crate) barrier: BarrierBuffer,
     /// The thread's name, for messages.
     pub(crate) name: String,
 }
 
-// SAFETY: `cache` is used only by whoever the state word makes its owner (the thread inside a
+// SAFETY: `cache` and `assist` are used only by whoever the state word makes its owner (the thread inside a
 // scope, or the collector holding a claim); everything else is atomic or locked.
 unsafe impl Sync for ThreadRecord {}
 // SAFETY: as above.
@@ -42,6 +52,17 @@ impl ThreadRecord {
     pub(crate) unsafe fn cache(&self) -> &mut Cache {
         // SAFETY: exclusive by the state-word rule the caller guarantees.
         unsafe { &mut *self.cache.get() }
+    }
+
+    /// The thread's assist state.
+    ///
+    /// # Safety
+    /// As for [`ThreadRecord::cache`].
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn assist(&self) -> &mut AssistState {
+        // SAFETY: exclusive by the state-word rule the caller guarantees.
+        unsafe { &mut *self.assist.get() }
     }
 }
 
@@ -68,6 +89,7 @@ impl Registry {
         let rec = Arc::new(ThreadRecord {
             state: StateWord::new(token),
             cache: UnsafeCell::new(cache),
+            assist: UnsafeCell::new(AssistState::default()),
             barrier: BarrierBuffer::default(),
             name: t.name().map(str::to_owned).unwrap_or_else(|| format!("{:?}", t.id())),
         });

@@ -1,6 +1,16 @@
 //! The collector's background threads: one *coordinator* that drives the cycle (handshakes,
-//! termination rounds, verification, the background sweep and its drop glue) and `n` *mark
-//! workers* that drain grey work with work stealing.
+//! termination rounds, verification, pacing, the background sweep and its drop glue, the
+//! scavenger) and the mark workers, in three roles decided by the pacer's [`WorkerPlan`]:
+//!
+//! - *dedicated* workers mark full time while a cycle marks;
+//! - one *fractional* worker marks in slices, keeping its CPU time since the mark began at its
+//!   duty cycle (when 25 % of the CPUs is not a whole number of them);
+//! - *idle* workers run at the lowest OS priority (`SCHED_IDLE`), so they get a CPU only when no
+//!   ordinary thread wants it, and mark in short slices. They touch only lock-free structures
+//!   (the deques, the injector, mark bits, atomics; they park with `park`/`unpark`), so being
+//!   preempted anywhere never leaves a lock held that a mutator waits for. Linux still gives an
+//!   idle thread a small share of the CPU, so one preempted mid-slice finishes it eventually and
+//!   cannot hold termination back forever.
 //!
 //! Threads hold the collector by `Arc`, but never the user-facing handles: when the last `Heap`,
 //! `Mutator` or `Root` goes, the API layer stops and joins them first, so the heap is torn down
@@ -8,11 +18,24 @@
 
 use super::cycle::{Drive, Phase};
 use super::mark::Marker;
+use super::pacer::fractional_wait_ns;
 use super::Collector;
 use crate::sync::{Arc, Ordering};
 use crate::telemetry::thread_cpu_ns;
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Scan work between duty-cycle checks of the fractional worker.
+const FRACTIONAL_SLICE: usize = 256 << 10;
+/// Scan work an idle worker does before checking again whether marking still runs.
+const IDLE_SLICE: usize = 64 << 10;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Role {
+    Dedicated,
+    Fractional(f64),
+    Idle,
+}
 
 /// The running background threads of one heap.
 pub(crate) struct Workers {
@@ -21,20 +44,35 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Starts the coordinator and `collector.config.workers` mark workers.
+    /// Starts the coordinator, `config.workers` mark workers (dedicated and fractional as the
+    /// plan says; any beyond the plan run as idle workers) and `config.idle_workers` idle ones.
     pub(crate) fn start(collector: &Arc<Collector>) -> std::io::Result<Workers> {
-        let mut threads = Vec::new();
         let c = collector.clone();
-        threads.push(std::thread::Builder::new().name("lowpause-coordinator".into()).spawn(move || coordinator(&c))?);
-        for i in 0..collector.config.workers {
+        let coordinator = std::thread::Builder::new().name("lowpause-coordinator".into()).spawn(move || {
+            coordinator(&c);
+        })?;
+        let _ = collector.coordinator.set(coordinator.thread().clone());
+        let mut threads = vec![coordinator];
+        let plan = collector.plan;
+        let roles = (0..collector.config.workers)
+            .map(|i| match i {
+                i if i < plan.dedicated => Role::Dedicated,
+                i if i == plan.dedicated && plan.fractional > 0.0 => Role::Fractional(plan.fractional),
+                _ => Role::Idle,
+            })
+            .chain((0..collector.config.idle_workers).map(|_| Role::Idle));
+        let mut stealers = Vec::new();
+        for (i, role) in roles.enumerate() {
             let c = collector.clone();
             let marker = Marker::new(&collector.memory, &collector.mark, true);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("lowpause-mark-{i}"))
-                    .spawn(move || mark_worker(&c, marker))?,
-            );
+            stealers.push(marker.stealer());
+            let name = match role {
+                Role::Idle => format!("lowpause-idle-{i}"),
+                _ => format!("lowpause-mark-{i}"),
+            };
+            threads.push(std::thread::Builder::new().name(name).spawn(move || mark_worker(&c, marker, role))?);
         }
+        collector.mark.set_workers(stealers, threads[1..].iter().map(|t| t.thread().clone()).collect());
         Ok(Workers { collector: collector.clone(), threads })
     }
 
@@ -47,8 +85,9 @@ impl Workers {
     /// Stops and joins every thread.
     pub(crate) fn stop(mut self) {
         self.collector.shutdown.store(true, Ordering::SeqCst);
-        self.collector.wake_coordinator();
-        self.collector.mark.wake_workers();
+        for t in &self.threads {
+            t.thread().unpark();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -71,6 +110,7 @@ fn coordinator(c: &Collector) {
 fn coordinator_loop(c: &Collector) {
     let mut idle_naps = 0u32;
     while !c.shutdown.load(Ordering::Acquire) {
+        c.pace_step();
         if c.advance(Drive::Background) {
             idle_naps = 0;
             continue;
@@ -87,20 +127,57 @@ fn coordinator_loop(c: &Collector) {
     }
 }
 
-fn mark_worker(c: &Collector, mut marker: Marker) {
-    guarded(c, "mark worker", || mark_loop(c, &mut marker));
+/// Lowers the calling thread to `SCHED_IDLE`: it runs only on a CPU nothing else wants.
+fn become_idle_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the duration of the call; pid 0 is this thread.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    debug_assert_eq!(r, 0, "SCHED_IDLE refused: {}", std::io::Error::last_os_error());
 }
 
-fn mark_loop(c: &Collector, marker: &mut Marker) {
+fn mark_worker(c: &Collector, mut marker: Marker, role: Role) {
+    if role == Role::Idle {
+        become_idle_priority();
+    }
+    guarded(c, "mark worker", || mark_loop(c, &mut marker, role));
+}
+
+fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
+    let t = &c.telemetry;
+    let counter = if role == Role::Idle { &t.cpu_idle_ns } else { &t.cpu_mark_ns };
+    // The fractional worker's CPU use in the current mark: (epoch, CPU clock when it began).
+    let mut epoch = (0, 0);
     while !c.shutdown.load(Ordering::Acquire) {
-        if c.marking.load(Ordering::Acquire) {
-            let c0 = thread_cpu_ns();
-            marker.drain(usize::MAX, &c.marked_bytes, &c.grey_events);
-            c.telemetry.cpu_mark_ns.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
+        if !c.marking.load(Ordering::Acquire) {
+            c.mark.park(Duration::from_millis(20));
+            continue;
+        }
+        let c0 = thread_cpu_ns();
+        let out_of_work = match role {
+            Role::Dedicated => marker.drain(usize::MAX).0,
+            Role::Idle => marker.drain(IDLE_SLICE).0,
+            Role::Fractional(duty) => {
+                let e = c.mark_epoch.load(Ordering::Acquire);
+                if e != epoch.0 {
+                    epoch = (e, c0);
+                }
+                let now = c.created.elapsed().as_nanos() as u64;
+                let elapsed = now.saturating_sub(c.mark_began_ns.load(Ordering::Relaxed));
+                match fractional_wait_ns(duty, c0 - epoch.1, elapsed) {
+                    0 => marker.drain(FRACTIONAL_SLICE).0,
+                    wait => {
+                        c.mark.park(Duration::from_nanos(wait.min(1_000_000)));
+                        continue;
+                    }
+                }
+            }
+        };
+        counter.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
+        if out_of_work {
             if c.mark.is_idle() {
                 c.wake_coordinator();
             }
+            c.mark.park(Duration::from_millis(1));
         }
-        c.mark.park(Duration::from_millis(if c.marking.load(Ordering::Acquire) { 1 } else { 20 }));
     }
 }

@@ -189,6 +189,45 @@ impl Memory {
         (p.heap.committed(), p.heap.in_use_pages * PAGE_SIZE)
     }
 
+    /// Bytes the heap has touched and not returned to the OS (spans in use and free pages kept),
+    /// bytes of free pages released to the OS, and bytes in spans in use.
+    pub(crate) fn mapped(&self) -> (usize, usize, usize) {
+        let p = self.pages.lock();
+        (p.heap.mapped(), p.heap.released_pages * PAGE_SIZE, p.heap.in_use_pages * PAGE_SIZE)
+    }
+
+    /// The scavenger: returns free pages to the OS, largest free runs first, until the heap maps
+    /// at most `target` bytes or no unreleased free page is left. The page-heap lock is held only
+    /// to take and put back each run, never across the system call. Returns the bytes released.
+    pub(crate) fn scavenge(&self, target: usize) -> usize {
+        let mut released = 0;
+        loop {
+            let run = {
+                let mut p = self.pages.lock();
+                if p.heap.mapped() <= target {
+                    break;
+                }
+                match p.heap.take_for_release() {
+                    Some(run) => run,
+                    None => break,
+                }
+            };
+            let (start, npages) = run;
+            // SAFETY: the run is free (no span, no object) and out of the page heap's lists until
+            // we put it back, so nothing else touches it meanwhile.
+            let ok = unsafe { os::release(start, npages * PAGE_SIZE) };
+            let mut p = self.pages.lock();
+            if ok {
+                p.heap.put_released(start, npages);
+                released += npages * PAGE_SIZE;
+            } else {
+                p.heap.free_taken(start, npages);
+                break;
+            }
+        }
+        released
+    }
+
     #[inline]
     fn page_entry(&self, addr: usize) -> &AtomicPtr<Span> {
         debug_assert!(self.contains(addr));

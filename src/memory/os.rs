@@ -54,6 +54,17 @@ pub(crate) unsafe fn unmap(addr: usize, len: usize) {
     debug_assert_eq!(r, 0, "munmap failed: {}", io::Error::last_os_error());
 }
 
+/// Returns the pages of `[addr, addr + len)` to the OS (`MADV_DONTNEED`): they stay mapped and
+/// read as zero on their next touch. Returns whether the kernel agreed.
+///
+/// # Safety
+/// The range is committed memory of a reservation that no object occupies (a free run the caller
+/// holds out of the page heap), so discarding its contents loses nothing.
+pub(crate) unsafe fn release(addr: usize, len: usize) -> bool {
+    // SAFETY: by the caller's guarantee the range is ours, committed and unused.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
+}
+
 impl Reservation {
     /// Reserves `len` bytes (a multiple of the page size) of address space.
     pub(crate) fn new(len: usize) -> io::Result<Reservation> {

@@ -4,6 +4,8 @@
 //! exact, a snapshot of several is not atomic as a whole); [`Stats`] is the snapshot a user reads,
 //! and its `Display` is one line.
 
+pub(crate) mod metrics;
+pub(crate) mod stalls;
 pub(crate) mod trace;
 
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -26,12 +28,23 @@ pub(crate) struct Telemetry {
     pub(crate) gc_wall_ns: AtomicU64,
     /// Longest mark phase (from the snapshot request to termination), in nanoseconds.
     pub(crate) max_mark_ns: AtomicU64,
-    /// CPU time spent on collection, by kind, in nanoseconds: mark workers, sweeping (the
-    /// coordinator's sweep phase, or a mutator's in synchronous mode), everything else the
-    /// coordinator (or a driving mutator) did.
+    /// CPU time spent on collection, by kind, in nanoseconds: mark workers (dedicated and
+    /// fractional, or a driving mutator's marking in synchronous mode), idle workers, mark
+    /// assists, sweeping (the coordinator's sweep phase, or a mutator's in synchronous mode),
+    /// everything else the coordinator (or a driving mutator) did.
     pub(crate) cpu_mark_ns: AtomicU64,
+    pub(crate) cpu_idle_ns: AtomicU64,
+    pub(crate) cpu_assist_ns: AtomicU64,
     pub(crate) cpu_sweep_ns: AtomicU64,
     pub(crate) cpu_other_ns: AtomicU64,
+    /// Every mutator stall, by cause.
+    pub(crate) stalls: stalls::Stalls,
+    /// Most bytes the heap held (marked plus allocated since) at the end of a mark.
+    pub(crate) peak_heap: AtomicUsize,
+    /// Bytes the heap maps beyond its objects (span fragmentation), measured after each sweep.
+    pub(crate) overhead: AtomicUsize,
+    /// Bytes returned to the OS by the scavenger, in total.
+    pub(crate) scavenged_bytes: AtomicUsize,
 }
 
 /// CPU time the calling thread has used, in nanoseconds.
@@ -45,6 +58,14 @@ pub(crate) fn thread_cpu_ns() -> u64 {
 impl Telemetry {
     pub(crate) fn record_max(slot: &AtomicU64, d: Duration) {
         slot.fetch_max(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// GC CPU time of every kind, in nanoseconds.
+    pub(crate) fn cpu_total_ns(&self) -> u64 {
+        [&self.cpu_mark_ns, &self.cpu_idle_ns, &self.cpu_assist_ns, &self.cpu_sweep_ns, &self.cpu_other_ns]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 

@@ -1,7 +1,7 @@
 //! `LOWPAUSE_TRACE=1`: one line per cycle on stderr, in the spirit of Go's `GODEBUG=gctrace=1`.
 //!
 //! ```text
-//! gc 7 @1.234s 3%: 0.021+12.5+0.310+4.02 ms clock, 9.1+3.0+0.7=12.8 ms cpu, 41->44->20 MiB, 40 MiB goal, 3 roots, 2 threads, 1 workers
+//! gc 7 @1.234s 3%: 0.021+12.5+0.310+4.02 ms clock, 0.4/9.1/2.2+3.0+0.7=15.4 ms cpu, 41->44->20 MiB, 40 MiB goal, 3 roots, 2 threads, 1 workers
 //! ```
 //!
 //! | field | meaning |
@@ -10,7 +10,7 @@
 //! | `@1.234s` | time since the heap was created, at the end of the cycle |
 //! | `3%` | share of the CPU (all cores) spent on collection since the heap was created |
 //! | `a+b+c+d ms clock` | wall time of the phases: *handshake* (the cycle's start to every thread having turned its barrier on), *snapshot* (to every thread having taken its snapshot; marking runs meanwhile), *mark* (to the clean termination round, verification included), *sweep* (to the end of the sweep) |
-//! | `m+s+o=t ms cpu` | CPU time of this cycle: marking (the mark workers; in synchronous mode the mutators' marking) + sweeping + other collector work (handshakes, termination rounds, verification) = total |
+//! | `a/w/i+s+o=t ms cpu` | CPU time of this cycle: marking split into mark assists / background workers (dedicated and fractional; in synchronous mode the mutators' marking) / idle workers, + sweeping (background) + other collector work (handshakes, termination rounds, verification) = total |
 //! | `41->44->20 MiB` | bytes in spans in use at the start of the cycle, at the end of marking, and marked live |
 //! | `40 MiB goal` | the heap goal the cycle set for the next one |
 //! | `roots`, `threads`, `workers` | live `Root`s, attached threads, background mark workers |
@@ -28,7 +28,9 @@ pub(crate) struct CycleTrace {
     pub(crate) snapshot: Duration,
     pub(crate) mark: Duration,
     pub(crate) sweep: Duration,
+    pub(crate) cpu_assist_ns: u64,
     pub(crate) cpu_mark_ns: u64,
+    pub(crate) cpu_idle_ns: u64,
     pub(crate) cpu_sweep_ns: u64,
     pub(crate) cpu_other_ns: u64,
     pub(crate) heap_start: usize,
@@ -51,10 +53,11 @@ fn mib(bytes: usize) -> usize {
 impl CycleTrace {
     /// The trace line (no newline).
     pub(crate) fn line(&self) -> String {
-        let (m, s, o) = (self.cpu_mark_ns, self.cpu_sweep_ns, self.cpu_other_ns);
+        let (a, m, i) = (self.cpu_assist_ns, self.cpu_mark_ns, self.cpu_idle_ns);
+        let (s, o) = (self.cpu_sweep_ns, self.cpu_other_ns);
         let cpu = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
         format!(
-            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers",
+            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}/{}/{}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers",
             self.cycle,
             self.since_start.as_secs_f64(),
             self.gc_cpu_share * 100.0,
@@ -62,10 +65,12 @@ impl CycleTrace {
             ms(self.snapshot),
             ms(self.mark),
             ms(self.sweep),
+            cpu(a),
             cpu(m),
+            cpu(i),
             cpu(s),
             cpu(o),
-            cpu(m + s + o),
+            cpu(a + m + i + s + o),
             mib(self.heap_start),
             mib(self.heap_mark_end),
             mib(self.live),
