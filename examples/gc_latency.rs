@@ -170,7 +170,21 @@ fn main() {
             assert_eq!(check, want);
         }
         "lowpause" => {
-            let heap = Heap::new();
+            let arg = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+            let mut b = Heap::builder();
+            if let Some(p) = arg("--gc-percent") {
+                b = b.gc_percent(p.parse().expect("--gc-percent takes a number"));
+            }
+            if let Some(mb) = arg("--memory-limit-mb") {
+                b = b.memory_limit(mb.parse::<usize>().expect("--memory-limit-mb takes a number") << 20);
+            }
+            if let Some(n) = arg("--workers") {
+                b = b.workers(n.parse().expect("--workers takes a number"));
+            }
+            if let Some(n) = arg("--idle-workers") {
+                b = b.idle_workers(n.parse().expect("--idle-workers takes a number"));
+            }
+            let heap = b.build().unwrap_or_else(|e| panic!("{e}"));
             let (total, lat, check) = run_lowpause(&heap, ptr);
             let st = heap.stats();
             let extra = format!(
@@ -183,7 +197,7 @@ fn main() {
                 st.workers
             );
             report(name, "lowpause", total, lat, check, &extra);
-            eprintln!("{st}");
+            eprintln!("{}", heap.metrics());
             assert_eq!(check, want);
         }
         other => panic!("unknown --impl {other}: use lowpause or box"),

@@ -67,6 +67,8 @@ pub(crate) struct CycleState {
     /// The heap when the cycle was triggered, and the marking CPU counters when marking began.
     heap_triggered: usize,
     cpu_at_mark: [u64; 5],
+    /// The heap when this cycle's mark ended.
+    heap_peak: usize,
     /// The cycle completed: once the last step's CPU is counted, its trace line is printed and the
     /// completion published (so `collect` returns after the line).
     completed_pending: bool,
@@ -98,6 +100,7 @@ impl CycleState {
             cpu_at_start: [0; 5],
             heap_triggered: 0,
             cpu_at_mark: [0; 5],
+            heap_peak: 0,
             completed_pending: false,
             marker: None,
             bufs: SweepBuffers::default(),
@@ -313,11 +316,12 @@ impl Collector {
     }
 
     /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal.
-    fn pace_next_cycle(&self, st: &CycleState) -> usize {
+    fn pace_next_cycle(&self, st: &mut CycleState) -> usize {
         let marked = self.mark.marked_bytes.load(Ordering::Relaxed);
         // Objects allocated black count as marked (as in Go): they may well be live.
         let heap_marked = marked + self.memory.counters.black_bytes.load(Ordering::Relaxed);
         let heap_at_mark_end = self.heap_live();
+        st.heap_peak = heap_at_mark_end;
         let cpu = self.cpu_counters();
         let wall_cpus = st.mark_start.elapsed().as_nanos().max(1) as f64 * self.procs as f64;
         let used = |i: usize| cpu[i].saturating_sub(st.cpu_at_mark[i]) as f64 / wall_cpus;
@@ -396,7 +400,7 @@ impl Collector {
             self.publish_pacing(&p);
         }
         if drive != Drive::SlowPath {
-            self.scavenge();
+            self.scavenge(st.heap_peak);
         }
         t.live_bytes.store(swept_live, Ordering::Relaxed);
         t.live_objects.store(self.memory.counters.swept_live_objects.load(Ordering::Relaxed), Ordering::Relaxed);

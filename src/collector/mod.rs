@@ -205,7 +205,7 @@ impl Collector {
         if self.trigger_passed() {
             self.request();
         }
-        self.scavenge();
+        self.scavenge(0);
     }
 
     /// The current gc_percent and memory limit.
@@ -214,16 +214,19 @@ impl Collector {
         (p.gc_percent(), p.memory_limit())
     }
 
-    /// Returns free pages to the OS until the heap maps no more than its goal plus a tenth and
-    /// the fragmentation last measured, and never more than the memory limit.
-    pub(crate) fn scavenge(&self) {
+    /// Returns free pages to the OS until the heap maps no more than a tenth over the larger of
+    /// its goal and `recent_peak` (the heap the last cycle reached: releasing pages the next cycle
+    /// will fault back in only costs), plus the fragmentation last measured; and never more than
+    /// the memory limit.
+    pub(crate) fn scavenge(&self, recent_peak: usize) {
         let target = {
             let p = self.pacer.lock();
             if p.goal() == pacer::NONE {
                 return;
             }
             let frag = self.telemetry.overhead.load(Ordering::Relaxed);
-            let target = p.goal().saturating_add(p.goal() / 10).saturating_add(frag);
+            let keep = p.goal().max(recent_peak);
+            let target = keep.saturating_add(keep / 10).saturating_add(frag);
             target.min(p.memory_limit().unwrap_or(usize::MAX))
         };
         let released = self.memory.scavenge(target);

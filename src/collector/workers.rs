@@ -166,7 +166,9 @@ fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
                 match fractional_wait_ns(duty, c0 - epoch.1, elapsed) {
                     0 => marker.drain(FRACTIONAL_SLICE).0,
                     wait => {
-                        c.mark.park(Duration::from_nanos(wait.min(1_000_000)));
+                        // Ahead of its duty cycle: sleep, whatever work is waiting (the other
+                        // workers may take it).
+                        std::thread::park_timeout(Duration::from_nanos(wait.min(1_000_000)));
                         continue;
                     }
                 }
