@@ -203,6 +203,13 @@ impl Heap {
         Ok(())
     }
 
+    /// Whether stores are barriered now (a cycle is past its first handshake). For benchmarks
+    /// and tests; not part of the stable API.
+    #[doc(hidden)]
+    pub fn __barrier_on(&self) -> bool {
+        self.inner.collector.barrier_on()
+    }
+
     /// Lets an event loop donate time to the collector until `deadline`: while a cycle marks,
     /// the calling thread marks; while it sweeps, it sweeps (spans without drop glue). Returns
     /// whether there was anything to do. Call it from any thread, attached or not, inside a
