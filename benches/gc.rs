@@ -18,6 +18,17 @@ struct Node {
     value: u64,
 }
 
+/// Times `iters` stores, each linking one of the table's nodes to the next.
+fn link_nodes(s: &lowpause::Scope<'_>, nodes: &lowpause::Root<[Member<Node>]>, iters: u64) -> Duration {
+    let t = nodes.get(s);
+    let start = Instant::now();
+    for i in 0..iters as usize {
+        let a = t[i % 1024].get(s).unwrap();
+        a.next.set(s, t[(i + 1) % 1024].get(s));
+    }
+    start.elapsed()
+}
+
 fn member_set(c: &mut Criterion) {
     let mut g = c.benchmark_group("member_set");
     g.throughput(Throughput::Elements(1));
@@ -29,19 +40,7 @@ fn member_set(c: &mut Criterion) {
             slot.set(s, Some(s.alloc(Node { next: Member::null(), other: Member::null(), value: 1 })));
         }
     });
-    g.bench_function("idle", |b| {
-        b.iter_custom(|iters| {
-            m.scope(|s| {
-                let t = nodes.get(s);
-                let start = Instant::now();
-                for i in 0..iters as usize {
-                    let a = t[i % 1024].get(s).unwrap();
-                    a.next.set(s, t[(i + 1) % 1024].get(s));
-                }
-                start.elapsed()
-            })
-        })
-    });
+    g.bench_function("idle", |b| b.iter_custom(|iters| m.scope(|s| link_nodes(s, &nodes, iters))));
     g.bench_function("marking", |b| {
         b.iter_custom(|iters| {
             m.scope(|s| {
@@ -50,13 +49,7 @@ fn member_set(c: &mut Criterion) {
                 while !heap.__barrier_on() {
                     black_box(s.alloc([0u64; 64]));
                 }
-                let t = nodes.get(s);
-                let start = Instant::now();
-                for i in 0..iters as usize {
-                    let a = t[i % 1024].get(s).unwrap();
-                    a.next.set(s, t[(i + 1) % 1024].get(s));
-                }
-                start.elapsed()
+                link_nodes(s, &nodes, iters)
             })
         })
     });

@@ -7,6 +7,7 @@
 
 pub mod lp;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// gc-latency: message slots and messages.
@@ -91,97 +92,110 @@ pub fn heap_from_args() -> lowpause::Heap {
     b.build().unwrap_or_else(|e| panic!("{e}"))
 }
 
-// ---- Box baselines -------------------------------------------------------------------------
+// ---- Box and Arc baselines -----------------------------------------------------------------
 
-pub mod boxed {
-    use super::*;
-    use std::time::Instant;
+/// gc-latency and binary-trees with an owning pointer (`Box` or `Arc`) and the system allocator;
+/// `$extra` items go into the same module.
+macro_rules! owned_pointer_workloads {
+    ($name:ident, $ptr:ident, $($extra:item)*) => {
+        pub mod $name {
+            use super::*;
+            use std::time::Instant;
 
-    struct BNode {
-        next: Option<Box<BNode>>,
-        a: [u64; 7],
-    }
-
-    /// gc-latency with `Box` (for the pointer variant, a 16-node chain: `Box` cannot make a cycle).
-    pub fn latency(ptr: bool) -> Run {
-        let mut lat = vec![0u64; N];
-        let start = Instant::now();
-        let check;
-        if ptr {
-            let mut slots: Vec<Option<Box<BNode>>> = (0..W).map(|_| None).collect();
-            for i in 0..N {
-                let t = Instant::now();
-                let mut head: Option<Box<BNode>> = None;
-                for j in (0..16).rev() {
-                    head = Some(Box::new(BNode { next: head, a: std::array::from_fn(|k| ((i + j + k) % 256) as u64) }));
-                }
-                slots[i % W] = head;
-                lat[i] = t.elapsed().as_nanos() as u64;
+            struct BNode {
+                next: Option<$ptr<BNode>>,
+                a: [u64; 7],
             }
-            let total = start.elapsed();
-            check = slots
-                .iter()
-                .map(|s| {
-                    let (mut sum, mut cur) = (0, s.as_deref());
-                    while let Some(n) = cur {
-                        sum += n.a[0];
-                        cur = n.next.as_deref();
+
+            /// gc-latency (for the pointer variant, a 16-node chain: the pointer cannot make a cycle).
+            pub fn latency(ptr: bool) -> Run {
+                let mut lat = vec![0u64; N];
+                let start = Instant::now();
+                let check;
+                if ptr {
+                    let mut slots: Vec<Option<$ptr<BNode>>> = (0..W).map(|_| None).collect();
+                    for i in 0..N {
+                        let t = Instant::now();
+                        let mut head: Option<$ptr<BNode>> = None;
+                        for j in (0..16).rev() {
+                            head = Some($ptr::new(BNode { next: head, a: std::array::from_fn(|k| ((i + j + k) % 256) as u64) }));
+                        }
+                        slots[i % W] = head;
+                        lat[i] = t.elapsed().as_nanos() as u64;
                     }
-                    sum
-                })
-                .sum();
-            return Run { total, lat, check };
-        }
-        let mut slots: Vec<Option<Box<[u8; 1024]>>> = (0..W).map(|_| None).collect();
-        for i in 0..N {
-            let t = Instant::now();
-            slots[i % W] = Some(Box::new([(i % 256) as u8; 1024]));
-            lat[i] = t.elapsed().as_nanos() as u64;
-        }
-        let total = start.elapsed();
-        check = slots.iter().map(|s| s.as_ref().map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum();
-        Run { total, lat, check }
-    }
-
-    struct Node {
-        left: Option<Box<Node>>,
-        right: Option<Box<Node>>,
-    }
-
-    fn bottom_up(d: u32) -> Box<Node> {
-        if d == 0 {
-            Box::new(Node { left: None, right: None })
-        } else {
-            Box::new(Node { left: Some(bottom_up(d - 1)), right: Some(bottom_up(d - 1)) })
-        }
-    }
-
-    fn check(t: &Node) -> u64 {
-        1 + t.left.as_deref().map_or(0, check) + t.right.as_deref().map_or(0, check)
-    }
-
-    /// binary-trees at `max_depth`, printing the benchmark's lines if `print`.
-    pub fn binary_trees(max_depth: u32, print: bool) -> Run {
-        let start = Instant::now();
-        let stretch = check(&bottom_up(max_depth + 1));
-        if print {
-            println!("stretch tree of depth {}\t check: {stretch}", max_depth + 1);
-        }
-        let long_lived = bottom_up(max_depth);
-        for d in (4..=max_depth).step_by(2) {
-            let iters = 1u64 << (max_depth - d + 4);
-            let sum: u64 = (0..iters).map(|_| check(&bottom_up(d))).sum();
-            if print {
-                println!("{iters}\t trees of depth {d}\t check: {sum}");
+                    let total = start.elapsed();
+                    check = slots
+                        .iter()
+                        .map(|s| {
+                            let (mut sum, mut cur) = (0, s.as_deref());
+                            while let Some(n) = cur {
+                                sum += n.a[0];
+                                cur = n.next.as_deref();
+                            }
+                            sum
+                        })
+                        .sum();
+                    return Run { total, lat, check };
+                }
+                let mut slots: Vec<Option<$ptr<[u8; 1024]>>> = (0..W).map(|_| None).collect();
+                for i in 0..N {
+                    let t = Instant::now();
+                    slots[i % W] = Some($ptr::new([(i % 256) as u8; 1024]));
+                    lat[i] = t.elapsed().as_nanos() as u64;
+                }
+                let total = start.elapsed();
+                check = slots.iter().map(|s| s.as_ref().map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum();
+                Run { total, lat, check }
             }
-        }
-        let ll = check(&long_lived);
-        if print {
-            println!("long lived tree of depth {max_depth}\t check: {ll}");
-        }
-        Run { total: start.elapsed(), lat: Vec::new(), check: ll }
-    }
 
+            struct Node {
+                left: Option<$ptr<Node>>,
+                right: Option<$ptr<Node>>,
+            }
+
+            fn bottom_up(d: u32) -> $ptr<Node> {
+                if d == 0 {
+                    $ptr::new(Node { left: None, right: None })
+                } else {
+                    $ptr::new(Node { left: Some(bottom_up(d - 1)), right: Some(bottom_up(d - 1)) })
+                }
+            }
+
+            fn check(t: &Node) -> u64 {
+                1 + t.left.as_deref().map_or(0, check) + t.right.as_deref().map_or(0, check)
+            }
+
+            /// binary-trees at `max_depth`, printing the benchmark's lines if `print`.
+            pub fn binary_trees(max_depth: u32, print: bool) -> Run {
+                let start = Instant::now();
+                let stretch = check(&bottom_up(max_depth + 1));
+                if print {
+                    println!("stretch tree of depth {}\t check: {stretch}", max_depth + 1);
+                }
+                let long_lived = bottom_up(max_depth);
+                for d in (4..=max_depth).step_by(2) {
+                    let iters = 1u64 << (max_depth - d + 4);
+                    let sum: u64 = (0..iters).map(|_| check(&bottom_up(d))).sum();
+                    if print {
+                        println!("{iters}\t trees of depth {d}\t check: {sum}");
+                    }
+                }
+                let ll = check(&long_lived);
+                if print {
+                    println!("long lived tree of depth {max_depth}\t check: {ll}");
+                }
+                Run { total: start.elapsed(), lat: Vec::new(), check: ll }
+            }
+
+            $($extra)*
+        }
+    };
+}
+
+owned_pointer_workloads!(arc, Arc,);
+owned_pointer_workloads! {
+    boxed,
+    Box,
     struct GNode {
         left: Option<Box<GNode>>,
         right: Option<Box<GNode>>,
@@ -213,7 +227,6 @@ pub mod boxed {
     fn count(n: &GNode) -> u64 {
         1 + n.left.as_deref().map_or(0, count) + n.right.as_deref().map_or(0, count)
     }
-
     /// GCBench; the check is the long-lived tree's node count.
     pub fn gcbench() -> Run {
         use super::gcbench::*;

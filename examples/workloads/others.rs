@@ -7,7 +7,6 @@
 
 use crate::workloads::gcbench::*;
 use crate::workloads::{Run, N, W};
-use std::cell::RefCell;
 use std::time::Instant;
 
 /// Times `N` pushes made by `push(i)`.
@@ -26,266 +25,153 @@ fn byte(i: usize, j: usize, k: usize) -> u64 {
     ((i + j + k) % 256) as u64
 }
 
+/// The workloads for a crate whose `Gc<T>` is a reference-counted or rooted smart pointer with
+/// `Gc::new`, `Deref`, `Clone` and `Gc::ptr_eq`, mutated through a `RefCell`-like `Cell` (`gc`
+/// and `dumpster` both fit).
+macro_rules! smart_pointer_workloads {
+    ($name:ident, gc: $($gc:ident)::+, cell: $($cell:ident)::+, derive($($derive:ident),*)) => {
+        pub mod $name {
+            use super::*;
+            type Gc<T> = $($gc)::+<T>;
+            type Cell<T> = $($cell)::+<T>;
+            #[derive($($derive),*)]
+            struct PNode {
+                next: Cell<Option<Gc<PNode>>>,
+                a: [u64; 7],
+            }
+
+            pub fn latency(ptr: bool) -> Run {
+                if ptr {
+                    let mut slots: Vec<Option<Gc<PNode>>> = vec![None; W];
+                    let (total, lat) = timed(|i| {
+                        let nodes: Vec<Gc<PNode>> = (0..16)
+                            .map(|j| Gc::new(PNode { next: Cell::new(None), a: std::array::from_fn(|k| byte(i, j, k)) }))
+                            .collect();
+                        for j in 0..16 {
+                            *nodes[j].next.borrow_mut() = Some(nodes[(j + 1) % 16].clone());
+                        }
+                        slots[i % W] = Some(nodes[0].clone());
+                    });
+                    let check = slots
+                        .iter()
+                        .map(|s| {
+                            let first = s.clone().unwrap();
+                            let (mut sum, mut cur) = (0, first.clone());
+                            for _ in 0..16 {
+                                sum += cur.a[0];
+                                let next = cur.next.borrow().clone().unwrap();
+                                cur = next;
+                            }
+                            assert!(Gc::ptr_eq(&cur, &first));
+                            sum
+                        })
+                        .sum();
+                    return Run { total, lat, check };
+                }
+                let mut slots: Vec<Option<Gc<[u8; 1024]>>> = vec![None; W];
+                let (total, lat) = timed(|i| slots[i % W] = Some(Gc::new([(i % 256) as u8; 1024])));
+                let check = slots.iter().map(|s| s.as_ref().map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum();
+                Run { total, lat, check }
+            }
+
+            #[derive($($derive),*)]
+            struct Node {
+                left: Option<Gc<Node>>,
+                right: Option<Gc<Node>>,
+            }
+
+            fn bottom_up(d: u32) -> Gc<Node> {
+                if d == 0 {
+                    Gc::new(Node { left: None, right: None })
+                } else {
+                    Gc::new(Node { left: Some(bottom_up(d - 1)), right: Some(bottom_up(d - 1)) })
+                }
+            }
+
+            fn check(t: &Node) -> u64 {
+                1 + t.left.as_deref().map_or(0, check) + t.right.as_deref().map_or(0, check)
+            }
+
+            pub fn binary_trees(max_depth: u32) -> Run {
+                let start = Instant::now();
+                check(&bottom_up(max_depth + 1));
+                let long_lived = bottom_up(max_depth);
+                for d in (4..=max_depth).step_by(2) {
+                    for _ in 0..1u64 << (max_depth - d + 4) {
+                        check(&bottom_up(d));
+                    }
+                }
+                Run { total: start.elapsed(), lat: Vec::new(), check: check(&long_lived) }
+            }
+
+            #[derive($($derive),*)]
+            struct GNode {
+                left: Cell<Option<Gc<GNode>>>,
+                right: Cell<Option<Gc<GNode>>>,
+                i: i32,
+                j: i32,
+            }
+
+            fn gnode(l: Option<Gc<GNode>>, r: Option<Gc<GNode>>) -> Gc<GNode> {
+                Gc::new(GNode { left: Cell::new(l), right: Cell::new(r), i: 0, j: 0 })
+            }
+
+            fn populate(depth: u32, node: &Gc<GNode>) {
+                if depth > 0 {
+                    let (l, r) = (gnode(None, None), gnode(None, None));
+                    *node.left.borrow_mut() = Some(l.clone());
+                    *node.right.borrow_mut() = Some(r.clone());
+                    populate(depth - 1, &l);
+                    populate(depth - 1, &r);
+                }
+            }
+
+            fn make_tree(depth: u32) -> Gc<GNode> {
+                if depth == 0 {
+                    gnode(None, None)
+                } else {
+                    gnode(Some(make_tree(depth - 1)), Some(make_tree(depth - 1)))
+                }
+            }
+
+            fn count(n: &GNode) -> u64 {
+                assert_eq!((n.i, n.j), (0, 0));
+                1 + n.left.borrow().as_deref().map_or(0, count) + n.right.borrow().as_deref().map_or(0, count)
+            }
+
+            pub fn gcbench() -> Run {
+                let start = Instant::now();
+                drop(make_tree(STRETCH_DEPTH));
+                let long_lived = gnode(None, None);
+                populate(LONG_LIVED_DEPTH, &long_lived);
+                let array: Gc<Vec<f64>> = Gc::new((0..ARRAY_SIZE).map(array_value).collect());
+                for d in (MIN_DEPTH..=MAX_DEPTH).step_by(2) {
+                    for _ in 0..num_iters(d) {
+                        populate(d, &gnode(None, None));
+                    }
+                    for _ in 0..num_iters(d) {
+                        drop(make_tree(d));
+                    }
+                }
+                let check = count(&long_lived);
+                assert!(check == tree_size(LONG_LIVED_DEPTH) && array[1000] == 1.0 / 1000.0);
+                Run { total: start.elapsed(), lat: Vec::new(), check }
+            }
+        }
+    };
+}
+
 // The `gc` crate's derive (synstructure 0.12) puts its impls inside a const block.
 #[allow(non_local_definitions)]
-pub mod gc_crate {
+mod gc_impl {
     use super::*;
-    use gc::{Finalize, Gc, GcCell, Trace};
-
-    #[derive(Trace, Finalize)]
-    struct PNode {
-        next: GcCell<Option<Gc<PNode>>>,
-        a: [u64; 7],
-    }
-
-    pub fn latency(ptr: bool) -> Run {
-        if ptr {
-            let mut slots: Vec<Option<Gc<PNode>>> = vec![None; W];
-            let (total, lat) = timed(|i| {
-                let nodes: Vec<Gc<PNode>> = (0..16)
-                    .map(|j| Gc::new(PNode { next: GcCell::new(None), a: std::array::from_fn(|k| byte(i, j, k)) }))
-                    .collect();
-                for j in 0..16 {
-                    *nodes[j].next.borrow_mut() = Some(nodes[(j + 1) % 16].clone());
-                }
-                slots[i % W] = Some(nodes[0].clone());
-            });
-            let check = slots
-                .iter()
-                .map(|s| {
-                    let first = s.clone().unwrap();
-                    let (mut sum, mut cur) = (0, first.clone());
-                    for _ in 0..16 {
-                        sum += cur.a[0];
-                        let next = cur.next.borrow().clone().unwrap();
-                        cur = next;
-                    }
-                    assert!(Gc::ptr_eq(&cur, &first));
-                    sum
-                })
-                .sum();
-            return Run { total, lat, check };
-        }
-        let mut slots: Vec<Option<Gc<[u8; 1024]>>> = vec![None; W];
-        let (total, lat) = timed(|i| slots[i % W] = Some(Gc::new([(i % 256) as u8; 1024])));
-        let check = slots.iter().map(|s| s.as_ref().map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum();
-        Run { total, lat, check }
-    }
-
-    #[derive(Trace, Finalize)]
-    struct Node {
-        left: Option<Gc<Node>>,
-        right: Option<Gc<Node>>,
-    }
-
-    fn bottom_up(d: u32) -> Gc<Node> {
-        if d == 0 {
-            Gc::new(Node { left: None, right: None })
-        } else {
-            Gc::new(Node { left: Some(bottom_up(d - 1)), right: Some(bottom_up(d - 1)) })
-        }
-    }
-
-    fn check(t: &Node) -> u64 {
-        1 + t.left.as_deref().map_or(0, check) + t.right.as_deref().map_or(0, check)
-    }
-
-    pub fn binary_trees(max_depth: u32) -> Run {
-        let start = Instant::now();
-        check(&bottom_up(max_depth + 1));
-        let long_lived = bottom_up(max_depth);
-        for d in (4..=max_depth).step_by(2) {
-            for _ in 0..1u64 << (max_depth - d + 4) {
-                check(&bottom_up(d));
-            }
-        }
-        Run { total: start.elapsed(), lat: Vec::new(), check: check(&long_lived) }
-    }
-
-    #[derive(Trace, Finalize)]
-    struct GNode {
-        left: GcCell<Option<Gc<GNode>>>,
-        right: GcCell<Option<Gc<GNode>>>,
-        i: i32,
-        j: i32,
-    }
-
-    fn gnode(l: Option<Gc<GNode>>, r: Option<Gc<GNode>>) -> Gc<GNode> {
-        Gc::new(GNode { left: GcCell::new(l), right: GcCell::new(r), i: 0, j: 0 })
-    }
-
-    fn populate(depth: u32, node: &Gc<GNode>) {
-        if depth > 0 {
-            let (l, r) = (gnode(None, None), gnode(None, None));
-            *node.left.borrow_mut() = Some(l.clone());
-            *node.right.borrow_mut() = Some(r.clone());
-            populate(depth - 1, &l);
-            populate(depth - 1, &r);
-        }
-    }
-
-    fn make_tree(depth: u32) -> Gc<GNode> {
-        if depth == 0 {
-            gnode(None, None)
-        } else {
-            gnode(Some(make_tree(depth - 1)), Some(make_tree(depth - 1)))
-        }
-    }
-
-    fn count(n: &GNode) -> u64 {
-        assert_eq!((n.i, n.j), (0, 0));
-        1 + n.left.borrow().as_deref().map_or(0, count) + n.right.borrow().as_deref().map_or(0, count)
-    }
-
-    pub fn gcbench() -> Run {
-        let start = Instant::now();
-        drop(make_tree(STRETCH_DEPTH));
-        let long_lived = gnode(None, None);
-        populate(LONG_LIVED_DEPTH, &long_lived);
-        let array: Gc<Vec<f64>> = Gc::new((0..ARRAY_SIZE).map(array_value).collect());
-        for d in (MIN_DEPTH..=MAX_DEPTH).step_by(2) {
-            for _ in 0..num_iters(d) {
-                populate(d, &gnode(None, None));
-            }
-            for _ in 0..num_iters(d) {
-                drop(make_tree(d));
-            }
-        }
-        let check = count(&long_lived);
-        assert!(check == tree_size(LONG_LIVED_DEPTH) && array[1000] == 1.0 / 1000.0);
-        Run { total: start.elapsed(), lat: Vec::new(), check }
-    }
+    use gc::{Finalize, Trace};
+    smart_pointer_workloads!(gc_crate, gc: gc::Gc, cell: gc::GcCell, derive(Trace, Finalize));
 }
+pub use gc_impl::gc_crate;
 
-pub mod dumpster_crate {
-    use super::*;
-    use dumpster::unsync::Gc;
-    use dumpster::Trace;
-
-    #[derive(Trace)]
-    struct PNode {
-        next: RefCell<Option<Gc<PNode>>>,
-        a: [u64; 7],
-    }
-
-    pub fn latency(ptr: bool) -> Run {
-        if ptr {
-            let mut slots: Vec<Option<Gc<PNode>>> = vec![None; W];
-            let (total, lat) = timed(|i| {
-                let nodes: Vec<Gc<PNode>> = (0..16)
-                    .map(|j| Gc::new(PNode { next: RefCell::new(None), a: std::array::from_fn(|k| byte(i, j, k)) }))
-                    .collect();
-                for j in 0..16 {
-                    *nodes[j].next.borrow_mut() = Some(nodes[(j + 1) % 16].clone());
-                }
-                slots[i % W] = Some(nodes[0].clone());
-            });
-            let check = slots
-                .iter()
-                .map(|s| {
-                    let first = s.clone().unwrap();
-                    let (mut sum, mut cur) = (0, first.clone());
-                    for _ in 0..16 {
-                        sum += cur.a[0];
-                        let next = cur.next.borrow().clone().unwrap();
-                        cur = next;
-                    }
-                    assert!(Gc::ptr_eq(&cur, &first));
-                    sum
-                })
-                .sum();
-            return Run { total, lat, check };
-        }
-        let mut slots: Vec<Option<Gc<[u8; 1024]>>> = vec![None; W];
-        let (total, lat) = timed(|i| slots[i % W] = Some(Gc::new([(i % 256) as u8; 1024])));
-        let check = slots.iter().map(|s| s.as_ref().map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum();
-        Run { total, lat, check }
-    }
-
-    #[derive(Trace)]
-    struct Node {
-        left: Option<Gc<Node>>,
-        right: Option<Gc<Node>>,
-    }
-
-    fn bottom_up(d: u32) -> Gc<Node> {
-        if d == 0 {
-            Gc::new(Node { left: None, right: None })
-        } else {
-            Gc::new(Node { left: Some(bottom_up(d - 1)), right: Some(bottom_up(d - 1)) })
-        }
-    }
-
-    fn check(t: &Node) -> u64 {
-        1 + t.left.as_ref().map_or(0, |l| check(l)) + t.right.as_ref().map_or(0, |r| check(r))
-    }
-
-    pub fn binary_trees(max_depth: u32) -> Run {
-        let start = Instant::now();
-        check(&bottom_up(max_depth + 1));
-        let long_lived = bottom_up(max_depth);
-        for d in (4..=max_depth).step_by(2) {
-            for _ in 0..1u64 << (max_depth - d + 4) {
-                check(&bottom_up(d));
-            }
-        }
-        Run { total: start.elapsed(), lat: Vec::new(), check: check(&long_lived) }
-    }
-
-    #[derive(Trace)]
-    struct GNode {
-        left: RefCell<Option<Gc<GNode>>>,
-        right: RefCell<Option<Gc<GNode>>>,
-        i: i32,
-        j: i32,
-    }
-
-    fn gnode(l: Option<Gc<GNode>>, r: Option<Gc<GNode>>) -> Gc<GNode> {
-        Gc::new(GNode { left: RefCell::new(l), right: RefCell::new(r), i: 0, j: 0 })
-    }
-
-    fn populate(depth: u32, node: &Gc<GNode>) {
-        if depth > 0 {
-            let (l, r) = (gnode(None, None), gnode(None, None));
-            *node.left.borrow_mut() = Some(l.clone());
-            *node.right.borrow_mut() = Some(r.clone());
-            populate(depth - 1, &l);
-            populate(depth - 1, &r);
-        }
-    }
-
-    fn make_tree(depth: u32) -> Gc<GNode> {
-        if depth == 0 {
-            gnode(None, None)
-        } else {
-            gnode(Some(make_tree(depth - 1)), Some(make_tree(depth - 1)))
-        }
-    }
-
-    fn count(n: &GNode) -> u64 {
-        assert_eq!((n.i, n.j), (0, 0));
-        1 + n.left.borrow().as_ref().map_or(0, |l| count(l)) + n.right.borrow().as_ref().map_or(0, |r| count(r))
-    }
-
-    pub fn gcbench() -> Run {
-        let start = Instant::now();
-        drop(make_tree(STRETCH_DEPTH));
-        let long_lived = gnode(None, None);
-        populate(LONG_LIVED_DEPTH, &long_lived);
-        let array: Gc<Vec<f64>> = Gc::new((0..ARRAY_SIZE).map(array_value).collect());
-        for d in (MIN_DEPTH..=MAX_DEPTH).step_by(2) {
-            for _ in 0..num_iters(d) {
-                populate(d, &gnode(None, None));
-            }
-            for _ in 0..num_iters(d) {
-                drop(make_tree(d));
-            }
-        }
-        let check = count(&long_lived);
-        assert!(check == tree_size(LONG_LIVED_DEPTH) && array[1000] == 1.0 / 1000.0);
-        Run { total: start.elapsed(), lat: Vec::new(), check }
-    }
-}
+use dumpster::Trace;
+smart_pointer_workloads!(dumpster_crate, gc: dumpster::unsync::Gc, cell: std::cell::RefCell, derive(Trace));
 
 pub mod arena {
     use super::*;

@@ -184,10 +184,10 @@ impl Collector {
         self.telemetry.goal.store(if pacer.goal() == pacer::NONE { 0 } else { pacer.goal() }, Ordering::Relaxed);
     }
 
-    /// Changes gc_percent (`None`: off) at run time; the new goal applies at once.
-    pub(crate) fn set_gc_percent(&self, gc_percent: Option<u32>) {
+    /// Changes a pacer setting at run time: the new goal and trigger apply at once.
+    fn repace(&self, change: impl FnOnce(&mut Pacer)) {
         let mut p = self.pacer.lock();
-        p.set_gc_percent(gc_percent);
+        change(&mut p);
         self.publish_pacing(&p);
         drop(p);
         if self.trigger_passed() {
@@ -195,16 +195,15 @@ impl Collector {
         }
     }
 
-    /// Changes the soft memory limit (`None`: none) at run time; the new goal applies at once, and
-    /// free pages above the new limit go back to the OS.
+    /// Changes gc_percent (`None`: off) at run time.
+    pub(crate) fn set_gc_percent(&self, gc_percent: Option<u32>) {
+        self.repace(|p| p.set_gc_percent(gc_percent));
+    }
+
+    /// Changes the soft memory limit (`None`: none) at run time; free pages above the new limit
+    /// go back to the OS.
     pub(crate) fn set_memory_limit(&self, limit: Option<usize>) {
-        let mut p = self.pacer.lock();
-        p.set_memory_limit(limit);
-        self.publish_pacing(&p);
-        drop(p);
-        if self.trigger_passed() {
-            self.request();
-        }
+        self.repace(|p| p.set_memory_limit(limit));
         self.scavenge(0);
     }
 
