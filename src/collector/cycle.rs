@@ -142,13 +142,6 @@ pub(crate) fn termination_round<'a>(
 }
 
 impl Collector {
-    /// GC CPU so far: assists, workers, idle workers, sweeping, other.
-    fn cpu_counters(&self) -> [u64; 5] {
-        let t = &self.telemetry;
-        [&t.cpu_assist_ns, &t.cpu_mark_ns, &t.cpu_idle_ns, &t.cpu_sweep_ns, &t.cpu_other_ns]
-            .map(|c| c.load(Ordering::Relaxed))
-    }
-
     /// Takes every step of the cycle that needs no waiting. Returns whether anything changed.
     pub(crate) fn advance(&self, drive: Drive) -> bool {
         let mut st = match drive {
@@ -207,7 +200,7 @@ impl Collector {
         st.cycle += 1;
         st.cycle_start = Instant::now();
         st.trace = CycleTrace { cycle: st.cycle, heap_start: self.memory.footprint().1, ..CycleTrace::default() };
-        st.cpu_at_start = self.cpu_counters();
+        st.cpu_at_start = self.telemetry.cpu_ns();
         st.sg_target = self.memory.sweepgen.load(Ordering::Acquire) + 2;
         self.started.store(st.cycle, Ordering::Release);
         st.heap_triggered = self.heap_live();
@@ -233,7 +226,7 @@ impl Collector {
         });
         self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);
         st.mark_start = std::time::Instant::now();
-        st.cpu_at_mark = self.cpu_counters();
+        st.cpu_at_mark = self.telemetry.cpu_ns();
         self.mark_began_ns.store(st.mark_start.duration_since(self.created).as_nanos() as u64, Ordering::Relaxed);
         self.mark_epoch.store(st.cycle, Ordering::Release);
         self.marking.store(true, Ordering::SeqCst);
@@ -315,14 +308,15 @@ impl Collector {
         self.enter_phase(st, Phase::Sweep)
     }
 
-    /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal.
+    /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal (0:
+    /// none).
     fn pace_next_cycle(&self, st: &mut CycleState) -> usize {
         let marked = self.mark.marked_bytes.load(Ordering::Relaxed);
         // Objects allocated black count as marked (as in Go): they may well be live.
         let heap_marked = marked + self.memory.counters.black_bytes.load(Ordering::Relaxed);
         let heap_at_mark_end = self.heap_live();
         st.heap_peak = heap_at_mark_end;
-        let cpu = self.cpu_counters();
+        let cpu = self.telemetry.cpu_ns();
         let wall_cpus = st.mark_start.elapsed().as_nanos().max(1) as f64 * self.procs as f64;
         let used = |i: usize| cpu[i].saturating_sub(st.cpu_at_mark[i]) as f64 / wall_cpus;
         let report = MarkReport {
@@ -340,11 +334,7 @@ impl Collector {
         self.alloc_at_mark_end.store(self.memory.counters.allocated_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
         self.heap_marked.store(heap_marked, Ordering::Relaxed);
         self.publish_pacing(&p);
-        if p.goal() == super::pacer::NONE {
-            0
-        } else {
-            p.goal()
-        }
+        self.telemetry.goal.load(Ordering::Relaxed)
     }
 
     /// Sweeps up to `max` unswept spans (only kinds without drop glue unless `with_drop`: the
@@ -417,13 +407,13 @@ impl Collector {
 
     /// Completes the cycle's trace line and prints it to stderr.
     fn print_trace(&self, st: &mut CycleState) {
-        let now = self.cpu_counters();
+        let now = self.telemetry.cpu_ns();
         let tr = &mut st.trace;
         let d: Vec<u64> = now.iter().zip(st.cpu_at_start).map(|(n, s)| n.saturating_sub(s)).collect();
         (tr.cpu_assist_ns, tr.cpu_mark_ns, tr.cpu_idle_ns, tr.cpu_sweep_ns, tr.cpu_other_ns) =
             (d[0], d[1], d[2], d[3], d[4]);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        tr.gc_cpu_share = now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * cpus).max(1e-9);
+        tr.gc_cpu_share =
+            now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * self.procs as f64).max(1e-9);
         eprintln!("{}", tr.line());
     }
 

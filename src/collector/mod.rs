@@ -145,7 +145,7 @@ impl Collector {
             coordinator: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
             roots_in_flight: AtomicUsize::new(0),
-            pacer: Mutex::new(pacer.clone()),
+            pacer: Mutex::new(pacer),
             heap_marked: AtomicUsize::new(0),
             alloc_at_mark_end: AtomicUsize::new(0),
             next_gc_at: AtomicUsize::new(usize::MAX),
@@ -160,7 +160,7 @@ impl Collector {
             telemetry: Telemetry::default(),
             created: Instant::now(),
         };
-        c.publish_pacing(&pacer);
+        c.publish_pacing(&c.pacer.lock());
         Ok(c)
     }
 
@@ -310,7 +310,6 @@ impl Collector {
         let ns = start.elapsed().as_nanos() as u64;
         let at = start.saturating_duration_since(self.created).as_nanos() as u64;
         self.telemetry.stalls.record(cause, at, ns);
-        Telemetry::record_max(&self.telemetry.max_stall_ns, Duration::from_nanos(ns));
     }
 
     /// Called by the coordinator between steps: feeds the CPU limiter, and while marking, revises
@@ -321,7 +320,7 @@ impl Collector {
             let (ref mut limiter, ref mut last, ref mut last_gc) = *l;
             let now = Instant::now();
             let wall = now.duration_since(*last).as_nanos() as u64;
-            let gc = self.telemetry.cpu_total_ns();
+            let gc: u64 = self.telemetry.cpu_ns().iter().sum();
             let limiting = limiter.update(gc.saturating_sub(*last_gc), wall.saturating_mul(self.procs as u64));
             (*last, *last_gc) = (now, gc);
             self.limiting.store(limiting, Ordering::Relaxed);
@@ -638,7 +637,7 @@ impl Collector {
             threads: self.registry.len(),
             drop_panics: t.drop_panics.load(Ordering::Relaxed),
             max_handshake_wait: Duration::from_nanos(t.max_handshake_ns.load(Ordering::Relaxed)),
-            max_mutator_stall: Duration::from_nanos(t.max_stall_ns.load(Ordering::Relaxed)),
+            max_mutator_stall: Duration::from_nanos(t.stalls.max_ns()),
             gc_time: Duration::from_nanos(t.gc_wall_ns.load(Ordering::Relaxed)),
             max_mark_time: Duration::from_nanos(t.max_mark_ns.load(Ordering::Relaxed)),
             workers: self.config.workers,
@@ -655,14 +654,8 @@ impl Collector {
         let (mapped, released, in_use) = self.memory.mapped();
         let (gc_percent, memory_limit) = self.pacing_settings();
         let uptime = self.created.elapsed();
-        let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
-        let gc_cpu = crate::GcCpu {
-            workers: ns(&t.cpu_mark_ns),
-            idle: ns(&t.cpu_idle_ns),
-            assists: ns(&t.cpu_assist_ns),
-            sweeping: ns(&t.cpu_sweep_ns),
-            other: ns(&t.cpu_other_ns),
-        };
+        let [assists, workers, idle, sweeping, other] = t.cpu_ns().map(Duration::from_nanos);
+        let gc_cpu = crate::GcCpu { workers, idle, assists, sweeping, other };
         let summary = |cause| t.stalls.summary(cause);
         let (handshake_wait, assist, allocation_wait) =
             (summary(StallCause::Handshake), summary(StallCause::Assist), summary(StallCause::Allocation));

@@ -22,8 +22,6 @@ pub(crate) struct Telemetry {
     pub(crate) drop_panics: AtomicU64,
     /// Longest time a cycle waited for every thread to reach a scope boundary, in nanoseconds.
     pub(crate) max_handshake_ns: AtomicU64,
-    /// Longest time a mutator waited on the collector, in nanoseconds.
-    pub(crate) max_stall_ns: AtomicU64,
     /// Wall time of all cycles, in nanoseconds.
     pub(crate) gc_wall_ns: AtomicU64,
     /// Longest mark phase (from the snapshot request to termination), in nanoseconds.
@@ -60,12 +58,11 @@ impl Telemetry {
         slot.fetch_max(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
     }
 
-    /// GC CPU time of every kind, in nanoseconds.
-    pub(crate) fn cpu_total_ns(&self) -> u64 {
-        [&self.cpu_mark_ns, &self.cpu_idle_ns, &self.cpu_assist_ns, &self.cpu_sweep_ns, &self.cpu_other_ns]
-            .iter()
+    /// GC CPU time so far by kind, in nanoseconds: assists, workers, idle workers, sweeping,
+    /// other.
+    pub(crate) fn cpu_ns(&self) -> [u64; 5] {
+        [&self.cpu_assist_ns, &self.cpu_mark_ns, &self.cpu_idle_ns, &self.cpu_sweep_ns, &self.cpu_other_ns]
             .map(|c| c.load(Ordering::Relaxed))
-            .sum()
     }
 }
 

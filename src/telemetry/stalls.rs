@@ -165,6 +165,11 @@ impl Stalls {
         log.push_back((start_ns, ns));
     }
 
+    /// The longest stall of any cause, in nanoseconds.
+    pub(crate) fn max_ns(&self) -> u64 {
+        self.by_cause.iter().map(|h| h.max_ns.load(Ordering::Relaxed)).max().unwrap_or(0)
+    }
+
     pub(crate) fn summary(&self, cause: StallCause) -> StallSummary {
         self.by_cause[cause as usize].summary()
     }

@@ -80,7 +80,7 @@ pub(crate) struct MarkReport {
 }
 
 /// The pacer's state: its settings, what the last marks measured, and what it decided.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Pacer {
     gc_percent: Option<u32>,
     memory_limit: usize,
