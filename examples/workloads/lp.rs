@@ -2,7 +2,7 @@
 //! so the collector's handshakes are answered promptly.
 
 use super::gcbench::*;
-use super::{Run, N, W};
+use super::{timed_batches, Run, N, W};
 use lowpause::{Gc, GcObject, Heap, Member, Mutator, Root, Scope, Trace};
 use std::time::{Duration, Instant};
 
@@ -16,31 +16,22 @@ struct PNode {
 }
 
 /// Stores messages `0..N` into `table[i % W]` with `make(s, i)`, in scopes of `BATCH`, timing
-/// every store; scope entry and exit are charged to the messages they border, so every safepoint
-/// is inside a measured store.
+/// every store (scope boundaries included, see [`timed_batches`]).
 fn timed_pushes<T: ?Sized + GcObject>(
     m: &mut Mutator,
     table: &Root<[Member<T>]>,
     lat: &mut [u64],
     make: impl for<'s> Fn(&Scope<'s>, usize) -> Gc<'s, T>,
 ) -> Duration {
-    let start = Instant::now();
-    let mut prev = start;
-    for b in (0..N).step_by(BATCH) {
+    timed_batches(lat, BATCH, |range, record| {
         m.scope(|s| {
             let t = table.get(s);
-            for i in b..(b + BATCH).min(N) {
+            for i in range {
                 t[i % W].set(s, Some(make(s, i)));
-                let now = Instant::now();
-                lat[i] = (now - prev).as_nanos() as u64;
-                prev = now;
+                record(i);
             }
-        });
-        let now = Instant::now();
-        lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
-        prev = now;
-    }
-    start.elapsed()
+        })
+    })
 }
 
 /// gc-latency (`ptr`: the ring variant).

@@ -61,6 +61,31 @@ pub fn lowpause_extra(heap: &lowpause::Heap) -> String {
     )
 }
 
+/// Times stores `0..lat.len()` in batches of `batch`. `run_batch(range, record)` makes one batch's
+/// stores, calling `record(i)` right after store `i`, and then whatever boundary follows a batch
+/// (a scope exit, a collection step); the boundary's time is charged to the batch's last store, so
+/// every safepoint lies inside a measured store. Returns the total time.
+pub fn timed_batches(
+    lat: &mut [u64],
+    batch: usize,
+    mut run_batch: impl FnMut(std::ops::Range<usize>, &mut dyn FnMut(usize)),
+) -> Duration {
+    let start = std::time::Instant::now();
+    let mut prev = start;
+    for b in (0..lat.len()).step_by(batch) {
+        let end = (b + batch).min(lat.len());
+        run_batch(b..end, &mut |i| {
+            let now = std::time::Instant::now();
+            lat[i] = (now - prev).as_nanos() as u64;
+            prev = now;
+        });
+        let now = std::time::Instant::now();
+        lat[end - 1] += (now - prev).as_nanos() as u64;
+        prev = now;
+    }
+    start.elapsed()
+}
+
 /// Parses `--flag value` from the command line.
 pub fn arg<T: std::str::FromStr>(flag: &str) -> Option<T> {
     let args: Vec<String> = std::env::args().collect();

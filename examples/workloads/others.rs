@@ -6,7 +6,7 @@
 //! every tree, as lowpause gets a safepoint at every scope boundary.
 
 use crate::workloads::gcbench::*;
-use crate::workloads::{Run, N, W};
+use crate::workloads::{timed_batches, Run, N, W};
 use std::time::Instant;
 
 /// Times `N` pushes made by `push(i)`.
@@ -192,13 +192,11 @@ pub mod arena {
     /// collection is charged to the batch's last push.
     pub fn latency(ptr: bool) -> Run {
         let mut lat = vec![0u64; N];
-        let start = Instant::now();
-        let mut prev = start;
         if ptr {
             let mut arena = Arena::<Rootable![Vec<Option<PRef<'_>>>]>::new(|_| vec![None; W]);
-            for b in (0..N).step_by(BATCH) {
+            let total = timed_batches(&mut lat, BATCH, |range, record| {
                 arena.mutate_root(|mc, slots| {
-                    for i in b..(b + BATCH).min(N) {
+                    for i in range {
                         let nodes: Vec<PRef<'_>> = (0..16)
                             .map(|j| {
                                 Gc::new(mc, Lock::new(PNode { next: None, a: std::array::from_fn(|k| byte(i, j, k)) }))
@@ -209,17 +207,11 @@ pub mod arena {
                             nodes[j].unlock(mc).set(PNode { next: Some(nodes[(j + 1) % 16]), a });
                         }
                         slots[i % W] = Some(nodes[0]);
-                        let now = Instant::now();
-                        lat[i] = (now - prev).as_nanos() as u64;
-                        prev = now;
+                        record(i);
                     }
                 });
                 arena.collect_debt();
-                let now = Instant::now();
-                lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
-                prev = now;
-            }
-            let total = start.elapsed();
+            });
             let check = arena.mutate(|_, slots| {
                 slots
                     .iter()
@@ -239,21 +231,15 @@ pub mod arena {
             return Run { total, lat, check };
         }
         let mut arena = Arena::<Rootable![Vec<Option<Gc<'_, [u8; 1024]>>>]>::new(|_| vec![None; W]);
-        for b in (0..N).step_by(BATCH) {
+        let total = timed_batches(&mut lat, BATCH, |range, record| {
             arena.mutate_root(|mc, slots| {
-                for i in b..(b + BATCH).min(N) {
+                for i in range {
                     slots[i % W] = Some(Gc::new(mc, [(i % 256) as u8; 1024]));
-                    let now = Instant::now();
-                    lat[i] = (now - prev).as_nanos() as u64;
-                    prev = now;
+                    record(i);
                 }
             });
             arena.collect_debt();
-            let now = Instant::now();
-            lat[(b + BATCH).min(N) - 1] += (now - prev).as_nanos() as u64;
-            prev = now;
-        }
-        let total = start.elapsed();
+        });
         let check = arena.mutate(|_, slots| slots.iter().map(|s| s.map_or(0, |m| m[0] as u64 + m[1023] as u64)).sum());
         Run { total, lat, check }
     }
