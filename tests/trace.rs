@@ -129,12 +129,13 @@ fn every_cycle_prints_one_consistent_trace_line() {
             assert!((sum - l.cpu_total).abs() < 0.005, "CPU shares sum to the total: {sum} vs {}", l.cpu_total);
             assert_eq!(l.heap.len(), 3, "start->mark end->live");
             assert!(l.heap[1] >= l.heap[2], "the heap at the end of marking holds everything marked");
-            // No bound ties the start to what was marked: objects allocated between the trigger
-            // and the barrier handshake are white, reachable and marked, yet came after the start
-            // was read (CI caught that assertion failing once).
+            assert!(l.heap[0] >= l.heap[2], "the heap at the start holds what the cycle found live");
+            assert!(l.heap[1] >= l.heap[0], "nothing is freed while marking");
             assert!(l.goal >= 4, "the goal is at least 4 MiB");
-            assert_eq!(l.roots, 1);
-            assert_eq!(l.threads, 1);
+            // A cycle that ends while the child is exiting may see its root and thread gone.
+            let (roots, threads) = if (i as u64) < cycles { (1, 1) } else { (l.roots.min(1), l.threads.min(1)) };
+            assert_eq!(l.roots, roots);
+            assert_eq!(l.threads, threads);
             assert_eq!(l.workers, workers as u64);
         }
     }

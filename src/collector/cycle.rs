@@ -199,7 +199,7 @@ impl Collector {
         }
         st.cycle += 1;
         st.cycle_start = Instant::now();
-        st.trace = CycleTrace { cycle: st.cycle, heap_start: self.memory.footprint().1, ..CycleTrace::default() };
+        st.trace = CycleTrace { cycle: st.cycle, ..CycleTrace::default() };
         st.cpu_at_start = self.telemetry.cpu_ns();
         st.sg_target = self.memory.sweepgen.load(Ordering::Acquire) + 2;
         self.started.store(st.cycle, Ordering::Release);
@@ -257,6 +257,10 @@ impl Collector {
         Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
         st.term_start = Instant::now();
         st.trace.snapshot = st.mark_start.elapsed();
+        // The heap the snapshot covers: every thread allocates black from here on, so everything
+        // marking can find (white and reachable) is already in these spans and heap_start >= live.
+        // Read at the trigger it missed what threads allocated white before their snapshot.
+        st.trace.heap_start = self.memory.footprint().1;
         self.enter_phase(st, Phase::Terminate)
     }
 

@@ -11,7 +11,7 @@
 //! | `3%` | share of the CPU (all cores) spent on collection since the heap was created |
 //! | `a+b+c+d ms clock` | wall time of the phases: *handshake* (the cycle's start to every thread having turned its barrier on), *snapshot* (to every thread having taken its snapshot; marking runs meanwhile), *mark* (to the clean termination round, verification included), *sweep* (to the end of the sweep) |
 //! | `a/w/i+s+o=t ms cpu` | CPU time of this cycle: marking split into mark assists / background workers (dedicated and fractional; in synchronous mode the mutators' marking) / idle workers, + sweeping (background) + other collector work (handshakes, termination rounds, verification) = total |
-//! | `41->44->20 MiB` | bytes in spans in use at the start of the cycle, at the end of marking, and marked live |
+//! | `41->44->20 MiB` | bytes in spans in use at the start of the cycle (read when the snapshot is complete, so it holds every object marking can reach), at the end of marking, and marked live |
 //! | `40 MiB goal` | the heap goal the cycle set for the next one |
 //! | `roots`, `threads`, `workers` | live `Root`s, attached threads, background mark workers |
 
