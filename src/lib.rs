@@ -49,6 +49,7 @@ pub use api::scope::Scope;
 pub use collector::Tracer;
 pub use lowpause_derive::Trace;
 pub use telemetry::metrics::{GcCpu, Metrics};
+pub use telemetry::profile::{HeapProfile, TypeProfile};
 pub use telemetry::stalls::{StallCause, StallSummary};
 pub use telemetry::Stats;
 pub use trace::{Leaf, Trace};

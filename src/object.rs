@@ -29,6 +29,9 @@ pub(crate) struct TypeInfo {
     pub(crate) name: fn() -> &'static str,
     /// Size of one element in bytes (of the whole payload for sized types).
     pub(crate) size: usize,
+    /// Whether objects with this info are arrays (`[T]`, from `alloc_slice`); only the heap
+    /// profile reads it.
+    pub(crate) slice: bool,
     /// Whether the payload can hold GC references (the type's `NEEDS_TRACE`).
     pub(crate) needs_trace: bool,
     /// Whether the payload has drop glue.
@@ -44,12 +47,20 @@ impl TypeInfo {
     pub(crate) const fn of<T: crate::Trace>() -> TypeInfo {
         TypeInfo {
             name: std::any::type_name::<T>,
+            slice: false,
             size: std::mem::size_of::<T>(),
             needs_trace: T::NEEDS_TRACE,
             needs_drop: std::mem::needs_drop::<T>(),
             trace: trace_elems::<T>,
             drop: drop_elems::<T>,
         }
+    }
+}
+
+impl TypeInfo {
+    /// The info of arrays of `T`: the same as [`TypeInfo::of`] but for the profile's name.
+    pub(crate) const fn slice_of<T: crate::Trace>() -> TypeInfo {
+        TypeInfo { slice: true, ..TypeInfo::of::<T>() }
     }
 }
 

@@ -48,6 +48,31 @@ enum Expr {
     Nil,
 }
 
+/// Field names the derive must bind without warnings or syntax errors.
+#[derive(Trace)]
+struct OddNames {
+    _hidden: Member<u64>,
+    r#type: Member<u64>,
+}
+
+#[test]
+fn fields_with_leading_underscores_and_raw_names_are_traced() {
+    let heap = Heap::new();
+    let mut m = heap.attach();
+    let root = m.scope(|s| {
+        let o = s.alloc(OddNames { _hidden: Member::null(), r#type: Member::null() });
+        o._hidden.set(s, Some(s.alloc(1)));
+        o.r#type.set(s, Some(s.alloc(2)));
+        s.root(o)
+    });
+    m.collect();
+    m.scope(|s| {
+        let o = root.get(s);
+        assert_eq!((*o._hidden.get(s).unwrap(), *o.r#type.get(s).unwrap()), (1, 2));
+    });
+    assert_eq!(heap.stats().live_objects, 3);
+}
+
 fn needs<T: Trace>() -> bool {
     T::NEEDS_TRACE
 }

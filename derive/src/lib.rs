@@ -72,7 +72,11 @@ fn bind_fields(fields: &Fields) -> (TokenStream2, Vec<syn::Ident>) {
     match fields {
         Fields::Named(named) => {
             let names: Vec<_> = named.named.iter().map(|f| f.ident.clone().unwrap()).collect();
-            let binds: Vec<_> = names.iter().map(|n| format_ident!("__f_{}", n)).collect();
+            // Bound by position: a name-derived binding would be `__f__x` for a field `_x` (a
+            // non-snake-case warning in the user's crate) and invalid for a raw `r#type`.
+            // The field's span stays on its binding, so errors point at the field.
+            let binds: Vec<_> =
+                names.iter().enumerate().map(|(i, n)| format_ident!("__f{}", i, span = n.span())).collect();
             (quote!({ #(#names: #binds),* }), binds)
         }
         Fields::Unnamed(unnamed) => {

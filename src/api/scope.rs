@@ -46,6 +46,7 @@ impl<T: Trace> Layout<T> {
     const CLASS: Option<u8> = class_of(Self::SIZE);
     const KIND: SpanKind = SpanKind::new(T::NEEDS_TRACE, needs_drop::<T>());
     const INFO: &'static TypeInfo = &TypeInfo::of::<T>();
+    const SLICE_INFO: &'static TypeInfo = &TypeInfo::slice_of::<T>();
     const ALIGN_OK: () =
         assert!(std::mem::align_of::<T>() <= MAX_ALIGN, "lowpause: GC objects may need at most 16-byte alignment");
 }
@@ -88,8 +89,9 @@ impl<'s> Scope<'s> {
         #[allow(clippy::let_unit_value)]
         let () = Layout::<T>::ALIGN_OK;
         // SAFETY: `self.rec` is this thread's record and we are inside its scope.
-        let (obj, large) =
-            unsafe { self.collector.alloc(self.rec, Layout::<T>::CLASS, Layout::<T>::SIZE, Layout::<T>::KIND) };
+        let (obj, large) = unsafe {
+            self.collector.alloc(self.rec, Layout::<T>::CLASS, Layout::<T>::SIZE, Layout::<T>::KIND, Layout::<T>::INFO)
+        };
         // SAFETY: `obj` is a fresh slot of at least `SIZE` bytes, 16-byte aligned, that only this
         // thread can see; header and value are written before any pointer to it is published.
         unsafe {
@@ -137,12 +139,13 @@ impl<'s> Scope<'s> {
             .and_then(|b| b.checked_add(HEADER_SIZE))
             .unwrap_or_else(|| panic!("lowpause: alloc_slice of {len} elements of {} bytes overflows", size_of::<T>()));
         // SAFETY: `self.rec` is this thread's record and we are inside its scope.
-        let (obj, large) = unsafe { self.collector.alloc(self.rec, class_of(size), size, Layout::<T>::KIND) };
+        let (obj, large) =
+            unsafe { self.collector.alloc(self.rec, class_of(size), size, Layout::<T>::KIND, Layout::<T>::SLICE_INFO) };
         let header = obj as *mut Header;
         let elems = (obj + HEADER_SIZE) as *mut T;
         // SAFETY: a fresh slot of `size` bytes only this thread sees; the header says "no
         // elements" until all are written, so a sweep of the abandoned object drops nothing twice.
-        unsafe { std::ptr::write(header, Header { info: Layout::<T>::INFO, len: 0 }) };
+        unsafe { std::ptr::write(header, Header { info: Layout::<T>::SLICE_INFO, len: 0 }) };
 
         /// On unwinding out of `init`: drops the elements written so far and publishes the span.
         struct Guard<'a> {

@@ -195,6 +195,10 @@ impl Collector {
         }
         self.mark.grey_events.fetch_add(1, Ordering::SeqCst);
         self.mark.marked_bytes.fetch_add(span.elem_size, Ordering::Relaxed);
+        if self.mark.profiling.load(Ordering::Relaxed) {
+            // SAFETY: a thread or root reached the object, so it was published, header written.
+            unsafe { self.mark.count_live(payload, span.elem_size) };
+        }
         Some(span.kind.scan())
     }
 

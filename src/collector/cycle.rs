@@ -72,6 +72,8 @@ pub(crate) struct CycleState {
     /// The cycle completed: once the last step's CPU is counted, its trace line is printed and the
     /// completion published (so `collect` returns after the line).
     completed_pending: bool,
+    /// This cycle counts what it marks by type (a heap profile asked for it).
+    profiling: bool,
     /// The driver's own marker (synchronous mode).
     marker: Option<Marker>,
     bufs: SweepBuffers,
@@ -102,6 +104,7 @@ impl CycleState {
             cpu_at_mark: [0; 5],
             heap_peak: 0,
             completed_pending: false,
+            profiling: false,
             marker: None,
             bufs: SweepBuffers::default(),
         }
@@ -206,6 +209,12 @@ impl Collector {
         st.heap_triggered = self.heap_live();
         self.mark.begin_cycle();
         self.memory.counters.black_bytes.store(0, Ordering::Relaxed);
+        st.profiling = self.take_profile_request();
+        if st.profiling {
+            // Before the barrier turns on: every mark bit this cycle sets is counted.
+            self.mark.live_types.clear();
+            self.mark.profiling.store(true, Ordering::SeqCst);
+        }
         debug_assert!(self.mark.injector.is_empty());
         self.barrier_on.store(true, Ordering::SeqCst);
         self.registry.post(token(st.cycle, LEVEL_BARRIER), 0);
@@ -299,6 +308,10 @@ impl Collector {
             }
         }
         self.marking.store(false, Ordering::SeqCst);
+        if std::mem::take(&mut st.profiling) {
+            self.mark.profiling.store(false, Ordering::SeqCst);
+            self.store_profile(st.cycle, self.mark.live_types.snapshot());
+        }
         self.assist_ratio.store(0, Ordering::Relaxed);
         self.barrier_off();
         let goal = self.pace_next_cycle(st);

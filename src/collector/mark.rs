@@ -20,7 +20,8 @@
 use super::verify::Verifier;
 use crate::memory::Memory;
 use crate::object::{Header, HEADER_SIZE};
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::telemetry::profile::TypeTable;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -127,6 +128,10 @@ pub(crate) struct MarkQueue {
     pub(crate) grey_events: AtomicU64,
     /// Scan work background markers did and assists have not drawn on yet.
     pub(crate) credit: AtomicUsize,
+    /// Whether this cycle counts what it marks by type (a heap profile asked for it), into
+    /// `live_types`. Set before the barrier turns on, cleared after marking ends.
+    pub(crate) profiling: AtomicBool,
+    pub(crate) live_types: TypeTable,
 }
 
 impl MarkQueue {
@@ -157,6 +162,17 @@ impl MarkQueue {
             std::thread::park_timeout(timeout);
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Adds a newly marked object to the live profile.
+    ///
+    /// # Safety
+    /// `payload` is an allocated object a published reference pointed to (its header is written).
+    #[cold]
+    pub(crate) unsafe fn count_live(&self, payload: usize, slot_bytes: usize) {
+        // SAFETY: by the caller's guarantee.
+        let info = unsafe { Header::of(payload) }.info;
+        self.live_types.add(info, 1, slot_bytes as u64);
     }
 
     /// Resets the counters for a new cycle.
@@ -194,6 +210,8 @@ pub(crate) struct Marker {
     greyed: u64,
     /// Whether scan work banks credit for assists (background markers).
     banks_credit: bool,
+    /// The queue's `profiling` flag, read when a drain starts.
+    profiling: bool,
 }
 
 // SAFETY: the raw pointers point into the collector, which outlives every marker (background
@@ -204,7 +222,15 @@ impl Marker {
     /// A marker; a background one (`background`) banks its scan work as credit for assists, and
     /// its deque's stealer goes to [`MarkQueue::set_workers`].
     pub(crate) fn new(mem: &Memory, queue: &MarkQueue, background: bool) -> Marker {
-        Marker { mem, queue, local: Worker::new_lifo(), marked_bytes: 0, greyed: 0, banks_credit: background }
+        Marker {
+            mem,
+            queue,
+            local: Worker::new_lifo(),
+            marked_bytes: 0,
+            greyed: 0,
+            banks_credit: background,
+            profiling: false,
+        }
     }
 
     /// A handle other markers steal this one's work through.
@@ -235,6 +261,10 @@ impl Marker {
         if span.mark(span.slot_of(obj)) {
             self.marked_bytes += span.elem_size;
             self.greyed += 1;
+            if self.profiling {
+                // SAFETY: a reference to the object was published, so its header is written.
+                unsafe { self.queue().count_live(payload, span.elem_size) };
+            }
             if span.kind.scan() {
                 self.local.push(Work::new(payload));
             }
@@ -296,6 +326,7 @@ impl Marker {
     pub(crate) fn drain(&mut self, budget: usize) -> (bool, usize) {
         let q = self.queue();
         q.active.fetch_add(1, Ordering::SeqCst);
+        self.profiling = q.profiling.load(Ordering::Relaxed);
         let (mut scanned, mut unflushed) = (0, 0);
         let out_of_work = loop {
             if scanned >= budget {

@@ -35,9 +35,13 @@ pub(crate) mod workers;
 
 pub use mark::Tracer;
 
+use crate::memory::cache::Cache;
+use crate::memory::size_class::{CLASS_SIZES, PAGE_SIZE};
 use crate::memory::span::SpanKind;
 use crate::memory::{Memory, SpanPtr};
+use crate::object::TypeInfo;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::telemetry::profile::{self, Counts, HeapProfile};
 use crate::telemetry::stalls::StallCause;
 use crate::telemetry::{thread_cpu_ns, Stats, Telemetry};
 use cycle::{CycleState, Drive, Phase};
@@ -71,6 +75,8 @@ pub(crate) struct Config {
     pub(crate) verify: bool,
     /// Print one trace line per cycle on stderr (`LOWPAUSE_TRACE=1`).
     pub(crate) trace: bool,
+    /// Mean bytes between allocation samples for the heap profile (0: off).
+    pub(crate) profile_rate: usize,
 }
 
 /// A heap's collector and everything it owns.
@@ -119,6 +125,10 @@ pub(crate) struct Collector {
     /// A verification failure or a dead collector thread, reported by mutators.
     failure: Mutex<Option<String>>,
     pub(crate) telemetry: Telemetry,
+    /// A heap profile asked the next cycle to count what it marks by type; the last such
+    /// cycle's number and counts.
+    profile_requested: AtomicBool,
+    last_profile: Mutex<(u64, Vec<Counts>)>,
     /// When the heap was created (trace timestamps).
     created: Instant,
 }
@@ -158,6 +168,8 @@ impl Collector {
             mark_began_ns: AtomicU64::new(0),
             failure: Mutex::new(None),
             telemetry: Telemetry::default(),
+            profile_requested: AtomicBool::new(false),
+            last_profile: Mutex::new((0, Vec::new())),
             created: Instant::now(),
         };
         c.publish_pacing(&c.pacer.lock());
@@ -345,15 +357,52 @@ impl Collector {
         class: Option<u8>,
         size: usize,
         kind: SpanKind,
+        info: &'static TypeInfo,
     ) -> (usize, Option<SpanPtr>) {
+        // SAFETY: the thread is inside a scope, so it owns its cache.
+        let cache = unsafe { rec.cache() };
+        cache.sample_left -= size as isize;
+        if cache.sample_left < 0 {
+            self.sample_allocation(cache, class, size, info);
+        }
         if let Some(class) = class {
-            // SAFETY: the thread is inside a scope, so it owns its cache.
-            if let Some(a) = unsafe { rec.cache() }.alloc_fast(class, kind) {
+            if let Some(a) = cache.alloc_fast(class, kind) {
                 return (a, None);
             }
         }
         // SAFETY: forwarded.
         unsafe { self.alloc_slow(rec, class, size, kind) }
+    }
+
+    /// Records an allocation sample for the heap profile and draws the next distance.
+    #[cold]
+    #[inline(never)]
+    fn sample_allocation(&self, cache: &mut Cache, class: Option<u8>, size: usize, info: &'static TypeInfo) {
+        let slot = match class {
+            Some(c) => CLASS_SIZES[c as usize] as usize,
+            None => size.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+        };
+        let rate = self.config.profile_rate;
+        profile::record_sample(&self.telemetry.alloc_types, info, slot, rate);
+        cache.sample_left = profile::next_sample(rate, &mut cache.sample_rng);
+    }
+
+    /// Runs a full cycle that counts what it marks by type, and returns the heap profile.
+    pub(crate) fn heap_profile(&self) -> HeapProfile {
+        self.profile_requested.store(true, Ordering::SeqCst);
+        self.collect();
+        let last = self.last_profile.lock();
+        HeapProfile::build(last.0, self.config.profile_rate, &last.1, &self.telemetry.alloc_types.snapshot())
+    }
+
+    /// Whether a heap profile asked for the cycle now starting to count its marking by type.
+    pub(crate) fn take_profile_request(&self) -> bool {
+        self.profile_requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// Stores what a profiling cycle counted.
+    pub(crate) fn store_profile(&self, cycle: u64, counts: Vec<Counts>) {
+        *self.last_profile.lock() = (cycle, counts);
     }
 
     /// The allocation slow path, and a safepoint: answers requests that need no scope boundary,
@@ -484,7 +533,7 @@ impl Collector {
 
     /// Registers the calling thread as a mutator.
     pub(crate) fn attach(&self) -> crate::sync::Arc<ThreadRecord> {
-        self.registry.attach()
+        self.registry.attach(self.config.profile_rate)
     }
 
     /// Unregisters a thread outside every scope, returning its cache and ring to the heap.

@@ -78,10 +78,17 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Registers the calling thread, in the state the current request asks for.
-    pub(crate) fn attach(&self) -> Arc<ThreadRecord> {
+    pub(crate) fn attach(&self, profile_rate: usize) -> Arc<ThreadRecord> {
+        let mut cache = Cache::default();
+        // Seed the sampling distances from the clock and the cache's address: threads differ.
+        cache.sample_rng = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+            ^ (&cache as *const Cache as u64).rotate_left(32)
+            | 1;
+        cache.sample_left = crate::telemetry::profile::next_sample(profile_rate, &mut cache.sample_rng);
         let mut records = self.records.lock();
         let token = self.token.load(Ordering::SeqCst);
-        let mut cache = Cache::default();
         if level(token) == LEVEL_SNAPSHOT {
             cache.set_colour(self.black_below.load(Ordering::SeqCst));
         }

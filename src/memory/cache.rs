@@ -35,6 +35,10 @@ pub(crate) struct Cache {
     pub(crate) local_black_bytes: usize,
     /// Large-object spans allocated and not yet published (their object is being initialised).
     pub(crate) pending_large: u32,
+    /// Bytes to allocate before the next allocation sample (the heap profile), and the random
+    /// state that draws the distances.
+    pub(crate) sample_left: isize,
+    pub(crate) sample_rng: u64,
     scratch: Scratch,
 }
 
@@ -47,6 +51,8 @@ impl Default for Cache {
             local_objects: 0,
             local_black_bytes: 0,
             pending_large: 0,
+            sample_left: isize::MAX,
+            sample_rng: 0,
             scratch: Scratch::default(),
         }
     }

@@ -5,6 +5,7 @@
 //! and its `Display` is one line.
 
 pub(crate) mod metrics;
+pub(crate) mod profile;
 pub(crate) mod stalls;
 pub(crate) mod trace;
 
@@ -43,6 +44,8 @@ pub(crate) struct Telemetry {
     pub(crate) overhead: AtomicUsize,
     /// Bytes returned to the OS by the scavenger, in total.
     pub(crate) scavenged_bytes: AtomicUsize,
+    /// Sampled allocations by type, since the heap was created.
+    pub(crate) alloc_types: profile::TypeTable,
 }
 
 /// CPU time the calling thread has used, in nanoseconds.
