@@ -135,6 +135,8 @@ struct Pages {
 
 /// Unswept spans an allocation sweeps at most before it takes a fresh span instead.
 pub(crate) const LAZY_SWEEP_BUDGET: usize = 16;
+/// Spans a lazy sweep pops at a time.
+const LAZY_SWEEP_BITE: usize = 4;
 
 /// Out of address space in the reservation.
 #[derive(Debug)]
@@ -367,22 +369,27 @@ impl Memory {
     pub(crate) fn refill(&self, class: u8, kind: SpanKind, scratch: &mut Scratch) -> Result<SpanPtr, Exhausted> {
         let ci = Self::central_index(class, kind);
         let Scratch { batch, rest, dead } = scratch;
-        {
-            let mut c = self.central_at(ci).lock();
-            let sg = self.sweepgen.load(Ordering::Acquire);
-            if let Some(s) = c.swept(sg)[0].pop() {
-                return Ok(s);
-            }
-            if !kind.drop() {
-                while batch.len() < LAZY_SWEEP_BUDGET {
+        let mut budget = if kind.drop() { 0 } else { LAZY_SWEEP_BUDGET };
+        loop {
+            {
+                let mut c = self.central_at(ci).lock();
+                let sg = self.sweepgen.load(Ordering::Acquire);
+                if let Some(s) = c.swept(sg)[0].pop() {
+                    return Ok(s);
+                }
+                // Sweep in small bites and stop at the first span with room: what is left is the
+                // background sweeper's, and this allocation's stall stays short.
+                while batch.len() < LAZY_SWEEP_BITE.min(budget) {
                     let Some(s) = c.pop_unswept(sg) else { break };
                     batch.push(s);
                 }
                 self.sweeping.fetch_add(batch.len(), Ordering::SeqCst);
                 self.unswept_len[ci].fetch_sub(batch.len(), Ordering::SeqCst);
             }
-        }
-        if !batch.is_empty() {
+            if batch.is_empty() {
+                break;
+            }
+            budget -= batch.len();
             let mut found = None;
             for s in batch.drain(..) {
                 // SAFETY: popping the span from an unswept set made us its holder; no-drop spans

@@ -23,16 +23,23 @@ pub(crate) const CLASS_SIZES: [u32; NUM_CLASSES] = [
 /// Number of small size classes.
 pub(crate) const NUM_CLASSES: usize = 66;
 
-/// Pages per span for each class: the fewest pages whose waste is at most 1/8 of the span.
+/// Spans hold at least this many objects, up to [`MIN_SPAN_CAP`] bytes: a cache refills once per
+/// span, so a 1 KiB class on one 8 KiB page (7 objects) would refill every 7 allocations.
+const MIN_SPAN_OBJECTS: usize = 32;
+const MIN_SPAN_CAP: usize = 64 << 10;
+
+/// Pages per span for each class: the fewest pages whose waste is at most 1/8 of the span and
+/// that hold [`MIN_SPAN_OBJECTS`] objects (or [`MIN_SPAN_CAP`] bytes).
 pub(crate) const CLASS_PAGES: [u8; NUM_CLASSES] = {
     let mut out = [0u8; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
         let size = CLASS_SIZES[c] as usize;
+        let min_span = if size * MIN_SPAN_OBJECTS < MIN_SPAN_CAP { size * MIN_SPAN_OBJECTS } else { MIN_SPAN_CAP };
         let mut pages = 1;
         loop {
             let span = pages * PAGE_SIZE;
-            if span >= size && (span % size) * 8 <= span {
+            if span >= size && span >= min_span && (span % size) * 8 <= span {
                 break;
             }
             pages += 1;
