@@ -302,8 +302,11 @@ impl HeapBuilder {
     }
 
     /// Idle mark workers: threads at the lowest OS priority (`SCHED_IDLE`) that mark only when
-    /// a CPU would otherwise sit idle, on top of the 25 % the normal workers take. Only with
-    /// `workers` above 0. Accepted: 0 to 256. Default: one per CPU.
+    /// a CPU would otherwise sit idle, on top of the 25 % the normal workers take (the
+    /// part-time worker also marks at that priority when it is ahead of its share). Only with
+    /// `workers` above 0. Accepted: 0 to 256. Default: the CPUs left after one mutator and the
+    /// workers (none on 2 CPUs: more threads than CPUs only time-slice the mutator; measured on
+    /// gc-latency-ptr, two idle workers on 2 CPUs left the total unchanged).
     ///
     /// ```
     /// let heap = lowpause::Heap::builder().idle_workers(0).build().unwrap();
@@ -395,7 +398,9 @@ impl HeapBuilder {
         let idle_workers = if workers == 0 {
             0
         } else {
-            self.idle_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            self.idle_workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1 + workers)
+            })
         };
         if workers > MAX_WORKERS || idle_workers > MAX_WORKERS {
             return Err(ConfigError::Workers(workers.max(idle_workers)));

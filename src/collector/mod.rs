@@ -54,6 +54,12 @@ use std::time::{Duration, Instant};
 
 /// Scan work an assist does at least (Go's `gcOverAssistWork`): smaller debts wait.
 const ASSIST_MIN_WORK: usize = 64 << 10;
+/// The longest one assist marks; a larger debt is carried to the thread's next slow paths. Go's
+/// assists pay the whole debt at once; a low-pause heap bounds the stall instead, and lets the
+/// heap overshoot its goal a little when a thread allocates far faster than marking proceeds.
+const ASSIST_MAX_TIME: Duration = Duration::from_micros(200);
+/// Scan work between an assist's clock checks.
+const ASSIST_SLICE: usize = 16 << 10;
 /// Scan work between deadline checks of [`Collector::idle_step`].
 const IDLE_STEP_SLICE: usize = 64 << 10;
 /// An allocation slow path that took at least this long while the sweep ran counts as a stall.
@@ -271,10 +277,15 @@ impl Collector {
         }
         let (start, cpu0) = (Instant::now(), thread_cpu_ns());
         // Over-assist a little, so the next few allocations need not assist at all.
-        let budget = debt.owed as usize + ASSIST_MIN_WORK;
+        let mut budget = debt.owed as usize + ASSIST_MIN_WORK;
         let marker = debt.marker.get_or_insert_with(|| mark::Marker::new(&self.memory, &self.mark, false));
-        let (out_of_work, scanned) = marker.drain(budget);
-        debt.owed -= scanned as f64;
+        let mut out_of_work = false;
+        while budget > 0 && !out_of_work && start.elapsed() < ASSIST_MAX_TIME {
+            let (done, scanned) = marker.drain(budget.min(ASSIST_SLICE));
+            out_of_work = done;
+            budget = budget.saturating_sub(scanned.max(1));
+            debt.owed -= scanned as f64;
+        }
         if out_of_work {
             // Nothing left to scan: the debt cannot be paid, and marking is about to end.
             debt.owed = 0.0;

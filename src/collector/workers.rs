@@ -127,53 +127,67 @@ fn coordinator_loop(c: &Collector) {
     }
 }
 
-/// Lowers the calling thread to `SCHED_IDLE`: it runs only on a CPU nothing else wants.
-fn become_idle_priority() {
+/// Sets the calling thread's scheduling policy (`SCHED_IDLE`, `SCHED_BATCH`).
+fn set_policy(policy: libc::c_int) {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param for the duration of the call; pid 0 is this thread.
-    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    debug_assert_eq!(r, 0, "SCHED_IDLE refused: {}", std::io::Error::last_os_error());
+    let r = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    debug_assert_eq!(r, 0, "scheduling policy {policy} refused: {}", std::io::Error::last_os_error());
 }
 
 fn mark_worker(c: &Collector, mut marker: Marker, role: Role) {
-    if role == Role::Idle {
-        become_idle_priority();
+    match role {
+        // Idle workers run only on a CPU nothing else wants.
+        Role::Idle => set_policy(libc::SCHED_IDLE),
+        // Dedicated and fractional workers take their CPU share at normal priority, but as
+        // SCHED_BATCH: waking up, they do not preempt the thread running where they woke. Under
+        // SCHED_OTHER the fractional worker, woken by its timer on the mutator's CPU, preempted
+        // it for a whole slice (about 1 ms: `perf sched timehist` on gc-latency-ptr showed the
+        // stalls) while the other CPU ran only idle workers.
+        _ => set_policy(libc::SCHED_BATCH),
     }
     guarded(c, "mark worker", || mark_loop(c, &mut marker, role));
 }
 
 fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
     let t = &c.telemetry;
-    let counter = if role == Role::Idle { &t.cpu_idle_ns } else { &t.cpu_mark_ns };
-    // The fractional worker's CPU use in the current mark: (epoch, CPU clock when it began).
-    let mut epoch = (0, 0);
+    // The fractional worker's on-duty CPU in the current mark: (epoch, CPU so far), and whether
+    // it is marking off duty (at idle priority) now.
+    let (mut epoch, mut duty_cpu, mut off_duty) = (0, 0, false);
     while !c.shutdown.load(Ordering::Acquire) {
         if !c.marking.load(Ordering::Acquire) {
             c.mark.park(Duration::from_millis(20));
             continue;
         }
         let c0 = thread_cpu_ns();
+        let mut idle = role == Role::Idle;
         let out_of_work = match role {
             Role::Dedicated => marker.drain(usize::MAX).0,
             Role::Idle => marker.drain(IDLE_SLICE).0,
             Role::Fractional(duty) => {
                 let e = c.mark_epoch.load(Ordering::Acquire);
-                if e != epoch.0 {
-                    epoch = (e, c0);
+                if e != epoch {
+                    (epoch, duty_cpu) = (e, 0);
                 }
                 let now = c.created.elapsed().as_nanos() as u64;
                 let elapsed = now.saturating_sub(c.mark_began_ns.load(Ordering::Relaxed));
-                match fractional_wait_ns(duty, c0 - epoch.1, elapsed) {
-                    0 => marker.drain(FRACTIONAL_SLICE).0,
-                    wait => {
-                        // Ahead of its duty cycle: sleep, whatever work is waiting (the other
-                        // workers may take it).
-                        std::thread::park_timeout(Duration::from_nanos(wait.min(1_000_000)));
-                        continue;
-                    }
+                let ahead = fractional_wait_ns(duty, duty_cpu, elapsed) > 0;
+                // Ahead of its duty cycle, it goes on marking as an idle worker would (Go's
+                // fractional worker runs idle mark work when its P has nothing else): only on
+                // a CPU nothing else wants. Each switch is one system call.
+                if ahead != off_duty {
+                    off_duty = ahead;
+                    set_policy(if ahead { libc::SCHED_IDLE } else { libc::SCHED_BATCH });
                 }
+                idle = ahead;
+                let out = marker.drain(if ahead { IDLE_SLICE } else { FRACTIONAL_SLICE }).0;
+                if !ahead {
+                    duty_cpu += thread_cpu_ns().saturating_sub(c0);
+                }
+                out
             }
         };
+        let counter = if idle { &t.cpu_idle_ns } else { &t.cpu_mark_ns };
         counter.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
         if out_of_work {
             if c.mark.is_idle() {
