@@ -231,9 +231,10 @@ impl Collector {
         (p.gc_percent(), p.memory_limit())
     }
 
-    /// Returns free pages to the OS until the heap maps no more than a tenth over the larger of
-    /// its goal and `recent_peak` (the heap the last cycle reached: releasing pages the next cycle
-    /// will fault back in only costs), plus the fragmentation last measured; and never more than
+    /// Returns free pages to the OS until the heap maps no more than a tenth over the largest of
+    /// its goal, `recent_peak` (the heap the last cycle reached) and the most bytes in spans in
+    /// use since the last scavenge (releasing pages the next cycle will fault back in only
+    /// costs), plus the fragmentation last measured; and never more than
     /// the memory limit.
     pub(crate) fn scavenge(&self, recent_peak: usize) {
         let target = {
@@ -242,7 +243,9 @@ impl Collector {
                 return;
             }
             let frag = self.telemetry.overhead.load(Ordering::Relaxed);
-            let keep = p.goal().max(recent_peak);
+            // Nor below what the spans in use reached since the last scavenge: the next cycle
+            // needs those pages again, and releasing them only makes it fault them back in.
+            let keep = p.goal().max(recent_peak).max(self.memory.take_peak_in_use());
             let target = keep.saturating_add(keep / 10).saturating_add(frag);
             target.min(p.memory_limit().unwrap_or(usize::MAX))
         };

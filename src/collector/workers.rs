@@ -156,6 +156,11 @@ fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
     let (mut epoch, mut duty_cpu, mut off_duty) = (0, 0, false);
     while !c.shutdown.load(Ordering::Acquire) {
         if !c.marking.load(Ordering::Acquire) {
+            if off_duty {
+                // The next mark starts on duty.
+                off_duty = false;
+                set_policy(libc::SCHED_BATCH);
+            }
             c.mark.park(Duration::from_millis(20));
             continue;
         }

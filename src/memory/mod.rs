@@ -198,6 +198,11 @@ impl Memory {
         (p.heap.mapped(), p.heap.released_pages * PAGE_SIZE, p.heap.in_use_pages * PAGE_SIZE)
     }
 
+    /// The most bytes in spans in use since the last call (which starts a new window).
+    pub(crate) fn take_peak_in_use(&self) -> usize {
+        self.pages.lock().heap.take_peak_in_use() * PAGE_SIZE
+    }
+
     /// The scavenger: returns free pages to the OS, largest free runs first, until the heap maps
     /// at most `target` bytes or no unreleased free page is left. The page-heap lock is held only
     /// to take and put back each run, never across the system call. Returns the bytes released.

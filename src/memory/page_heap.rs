@@ -30,6 +30,8 @@ pub(crate) struct PageHeap {
     /// Free runs by end address → start address.
     by_end: BTreeMap<usize, usize>,
     pub(crate) in_use_pages: usize,
+    /// The most pages in use since the scavenger last read it ([`PageHeap::take_peak_in_use`]).
+    peak_in_use_pages: usize,
     pub(crate) free_pages: usize,
     /// Pages of free runs released to the OS.
     pub(crate) released_pages: usize,
@@ -44,6 +46,7 @@ impl PageHeap {
             by_start: BTreeMap::new(),
             by_end: BTreeMap::new(),
             in_use_pages: 0,
+            peak_in_use_pages: 0,
             free_pages: 0,
             released_pages: 0,
         }
@@ -60,6 +63,11 @@ impl PageHeap {
         self.bump - self.released_pages * PAGE_SIZE
     }
 
+    /// The most pages in use since the last call, which starts a new window from now.
+    pub(crate) fn take_peak_in_use(&mut self) -> usize {
+        std::mem::replace(&mut self.peak_in_use_pages, self.in_use_pages)
+    }
+
     /// Takes a run of `npages` pages, or `None` if the reservation is exhausted.
     pub(crate) fn alloc(&mut self, npages: usize) -> Option<usize> {
         if let Some(&(len, start)) = self.by_size.range((npages, 0)..).next() {
@@ -68,6 +76,7 @@ impl PageHeap {
                 self.insert_free(start + npages * PAGE_SIZE, len - npages, released);
             }
             self.in_use_pages += npages;
+            self.peak_in_use_pages = self.peak_in_use_pages.max(self.in_use_pages);
             return Some(start);
         }
         let bytes = npages * PAGE_SIZE;
@@ -76,6 +85,7 @@ impl PageHeap {
         let start = self.reservation.base() + self.bump;
         self.bump = end;
         self.in_use_pages += npages;
+        self.peak_in_use_pages = self.peak_in_use_pages.max(self.in_use_pages);
         Some(start)
     }
 
