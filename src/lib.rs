@@ -46,6 +46,7 @@ pub use api::member::Member;
 pub use api::mutator::Mutator;
 pub use api::root::Root;
 pub use api::scope::Scope;
+pub use api::value::{Value, ValueRef};
 pub use collector::Tracer;
 pub use lowpause_derive::Trace;
 pub use telemetry::metrics::{GcCpu, Metrics};

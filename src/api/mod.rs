@@ -18,3 +18,4 @@ pub(crate) mod member;
 pub(crate) mod mutator;
 pub(crate) mod root;
 pub(crate) mod scope;
+pub(crate) mod value;

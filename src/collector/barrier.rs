@@ -95,12 +95,29 @@ impl BarrierBuffer {
 ///   leave a mark on a new white object that no sweep clears, hiding its children from the next
 ///   cycle). Either the collector sees `in_barrier` up and waits, or the barrier sees the flag
 ///   down and stores plainly: both sides are SeqCst.
+/// (Only the loom models call this form; the collector calls [`hybrid_store_word`].)
+#[cfg(loom)]
 #[inline]
 pub(crate) fn hybrid_store(
     in_barrier: &AtomicBool,
     barrier_on: &AtomicBool,
     slot: &AtomicPtr<u8>,
     new: *mut u8,
+    grey: impl FnMut(usize) -> Option<bool>,
+    queue: impl FnMut(usize),
+) {
+    hybrid_store_word(in_barrier, barrier_on, slot, new, |w| w as usize, grey, queue)
+}
+
+/// [`hybrid_store`] for a slot whose word may be something other than a payload address (a
+/// tagged value): `decode(word)` is the object address the word refers to, or 0.
+#[inline]
+pub(crate) fn hybrid_store_word(
+    in_barrier: &AtomicBool,
+    barrier_on: &AtomicBool,
+    slot: &AtomicPtr<u8>,
+    new: *mut u8,
+    decode: impl Fn(*mut u8) -> usize,
     mut grey: impl FnMut(usize) -> Option<bool>,
     mut queue: impl FnMut(usize),
 ) {
@@ -109,7 +126,7 @@ pub(crate) fn hybrid_store(
     fence(Ordering::SeqCst);
     if barrier_on.load(Ordering::SeqCst) {
         let old = slot.load(Ordering::Acquire);
-        for p in [old as usize, new as usize] {
+        for p in [decode(old), decode(new)] {
             if p != 0 && grey(p) == Some(true) {
                 queue(p);
             }
@@ -166,11 +183,28 @@ impl Collector {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn barriered_store(&self, rec: &ThreadRecord, slot: &AtomicPtr<u8>, new: *mut u8) {
-        hybrid_store(
+        // SAFETY: forwarded; a plain member's word is its target's address.
+        unsafe { self.barriered_store_word(rec, slot, new, |w| w as usize) }
+    }
+
+    /// [`Collector::barriered_store`] for a slot holding a tagged word: `decode(word)` is the
+    /// object address the word refers to, or 0.
+    ///
+    /// # Safety
+    /// As for [`Collector::barriered_store`], with `decode(new)` null or an object of this heap.
+    pub(crate) unsafe fn barriered_store_word(
+        &self,
+        rec: &ThreadRecord,
+        slot: &AtomicPtr<u8>,
+        new: *mut u8,
+        decode: impl Fn(*mut u8) -> usize,
+    ) {
+        hybrid_store_word(
             &rec.barrier.in_barrier,
             &self.barrier_on,
             slot,
             new,
+            decode,
             |p| self.grey(p),
             |p| {
                 if !rec.barrier.push(p) {

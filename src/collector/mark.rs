@@ -82,6 +82,28 @@ impl<'a> Tracer<'a> {
         Tracer { mode: Mode::Verify(v) }
     }
 
+    /// Visits one slot holding a tagged word (a `Value`): `decode(word)` is the object address
+    /// the word refers to, or 0. Clearing stores `cleared`. Not for user code.
+    #[doc(hidden)]
+    #[inline]
+    pub fn __tagged_edge(&mut self, slot: &AtomicPtr<u8>, decode: fn(*mut u8) -> usize, cleared: *mut u8) {
+        match &mut self.mode {
+            Mode::Mark(m) => {
+                let p = decode(slot.load(Ordering::Acquire));
+                if p != 0 {
+                    m.shade(p);
+                }
+            }
+            Mode::Clear => slot.store(cleared, Ordering::Relaxed),
+            Mode::Verify(v) => {
+                let p = decode(slot.load(Ordering::Acquire));
+                if p != 0 {
+                    v.visit(p);
+                }
+            }
+        }
+    }
+
     /// Visits one reference slot (the word inside a `Member`). Not for user code.
     #[doc(hidden)]
     #[inline]
