@@ -60,12 +60,18 @@ impl<T: ?Sized> Default for Member<T> {
     }
 }
 
+/// Panics unless the slot at `addr` (a `kind`: `Member`, `Value`) lies inside the scope's heap.
+#[inline(always)]
+pub(crate) fn check_in_heap(s: &Scope<'_>, addr: usize, kind: &'static str, op: &'static str) {
+    if !s.collector().memory.contains(addr) {
+        off_heap(addr, kind, op);
+    }
+}
+
 impl<T: ?Sized + GcObject> Member<T> {
     #[inline(always)]
     fn check(&self, s: &Scope<'_>, op: &'static str) {
-        if !s.collector().memory.contains(self as *const Self as usize) {
-            off_heap(self as *const Self as usize, op);
-        }
+        check_in_heap(s, self as *const Self as usize, "Member", op);
     }
 
     /// The referenced object, or `None` if the member is null.
@@ -137,10 +143,10 @@ impl<T: ?Sized + GcObject> Member<T> {
 
 #[cold]
 #[inline(never)]
-fn off_heap(addr: usize, op: &str) -> ! {
+fn off_heap(addr: usize, kind: &str, op: &str) -> ! {
     panic!(
-        "lowpause: Member::{op} on a Member at {addr:#x}, which is not inside this scope's heap. \
-         A Member works only as a field of an object allocated in the heap whose scope is passed: \
+        "lowpause: {kind}::{op} on a {kind} at {addr:#x}, which is not inside this scope's heap. \
+         A {kind} works only as a field of an object allocated in the heap whose scope is passed: \
          not on the stack, not in a Box, and not through another heap's scope"
     )
 }

@@ -167,9 +167,7 @@ impl<T: ?Sized> Default for Value<T> {
 impl<T: ?Sized + GcObject> Value<T> {
     #[inline(always)]
     fn check(&self, s: &Scope<'_>, op: &'static str) {
-        if !s.collector().memory.contains(self as *const Self as usize) {
-            off_heap(self as *const Self as usize, op);
-        }
+        super::member::check_in_heap(s, self as *const Self as usize, "Value", op);
     }
 
     /// What the slot holds.
@@ -232,16 +230,6 @@ impl<T: ?Sized + GcObject> Value<T> {
             self.word.store(new, Ordering::Release);
         }
     }
-}
-
-#[cold]
-#[inline(never)]
-fn off_heap(addr: usize, op: &str) -> ! {
-    panic!(
-        "lowpause: Value::{op} on a Value at {addr:#x}, which is not inside this scope's heap. \
-         A Value works only as a field of an object allocated in the heap whose scope is passed: \
-         not on the stack, not in a Box, and not through another heap's scope"
-    )
 }
 
 // SAFETY: the slot's only GC reference is its own word, which it hands to the tracer with the
