@@ -553,13 +553,9 @@ impl Collector {
     /// Unregisters a thread outside every scope, returning its cache and ring to the heap.
     pub(crate) fn detach(&self, rec: &crate::sync::Arc<ThreadRecord>) {
         rec.state.enter();
+        // Its cache goes back as answering a release would give it back.
         // SAFETY: entering made us the record's owner.
-        unsafe {
-            let cache = rec.cache();
-            cache.release_all(&self.memory);
-            cache.set_colour(0);
-            cache.flush_counters(&self.memory);
-        }
+        unsafe { self.act_for(rec, LEVEL_RELEASE, 0) };
         self.flush_barrier(rec);
         self.registry.unlist(rec);
         self.wake_coordinator();
