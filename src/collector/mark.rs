@@ -24,7 +24,7 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::profile::TypeTable;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of an array scanned in one work item.
 pub(crate) const CHUNK_BYTES: usize = 32 << 10;
@@ -339,6 +339,21 @@ impl Marker {
         // SAFETY: elements `start..end` of the object are initialised `T`s of `info.size` bytes.
         unsafe { (info.trace)((w.payload + w.start * info.size) as *const u8, end - w.start, &mut tracer) };
         (end - w.start) * info.size
+    }
+
+    /// [`Marker::drain`] in slices of `slice` bytes until `deadline`, until about `budget` bytes
+    /// were scanned, or until it runs out of work; returns whether it ran out of work, and the
+    /// bytes scanned. For markers whose time is bounded: assists and `Heap::idle_step`.
+    pub(crate) fn drain_for(&mut self, deadline: Instant, budget: usize, slice: usize) -> (bool, usize) {
+        // `spent` counts a slice that scanned nothing as one byte, so the loop always advances.
+        let (mut out_of_work, mut scanned, mut spent) = (false, 0, 0);
+        while spent < budget && !out_of_work && Instant::now() < deadline {
+            let (done, n) = self.drain((budget - spent).min(slice));
+            out_of_work = done;
+            scanned += n;
+            spent += n.max(1);
+        }
+        (out_of_work, scanned)
     }
 
     /// Marks until no grey work can be found, or until about `budget` bytes were scanned, handing

@@ -280,15 +280,10 @@ impl Collector {
         }
         let (start, cpu0) = (Instant::now(), thread_cpu_ns());
         // Over-assist a little, so the next few allocations need not assist at all.
-        let mut budget = debt.owed as usize + ASSIST_MIN_WORK;
+        let budget = debt.owed as usize + ASSIST_MIN_WORK;
         let marker = debt.marker.get_or_insert_with(|| mark::Marker::new(&self.memory, &self.mark, false));
-        let mut out_of_work = false;
-        while budget > 0 && !out_of_work && start.elapsed() < ASSIST_MAX_TIME {
-            let (done, scanned) = marker.drain(budget.min(ASSIST_SLICE));
-            out_of_work = done;
-            budget = budget.saturating_sub(scanned.max(1));
-            debt.owed -= scanned as f64;
-        }
+        let (out_of_work, scanned) = marker.drain_for(start + ASSIST_MAX_TIME, budget, ASSIST_SLICE);
+        debt.owed -= scanned as f64;
         if out_of_work {
             // Nothing left to scan: the debt cannot be paid, and marking is about to end.
             debt.owed = 0.0;
@@ -313,13 +308,11 @@ impl Collector {
             }
         } else if self.marking.load(Ordering::Acquire) {
             let mut marker = mark::Marker::new(&self.memory, &self.mark, true);
-            while Instant::now() < deadline && self.marking.load(Ordering::Acquire) {
-                let (out_of_work, scanned) = marker.drain(IDLE_STEP_SLICE);
-                did |= scanned > 0;
-                if out_of_work {
-                    self.wake_coordinator();
-                    break;
-                }
+            // Once marking ends nothing is grey, so the drain runs out of work and stops.
+            let (out_of_work, scanned) = marker.drain_for(deadline, usize::MAX, IDLE_STEP_SLICE);
+            did = scanned > 0;
+            if out_of_work {
+                self.wake_coordinator();
             }
         } else if self.phase.load(Ordering::Acquire) == Phase::Sweep as u32 {
             let mut bufs = cycle::SweepBuffers::default();
