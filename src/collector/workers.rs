@@ -3,8 +3,11 @@
 //! scavenger) and the mark workers, in three roles decided by the pacer's [`WorkerPlan`]:
 //!
 //! - *dedicated* workers mark full time while a cycle marks;
-//! - one *fractional* worker marks in slices, keeping its CPU time since the mark began at its
-//!   duty cycle (when 25 % of the CPUs is not a whole number of them);
+//! - one *fractional* worker marks in slices, keeping its on-duty CPU time since the mark began
+//!   at its duty cycle (when 25 % of the CPUs is not a whole number of them); ahead of that, it
+//!   switches itself to `SCHED_IDLE` and marks as an idle worker until it falls behind;
+//! - dedicated and fractional workers run as `SCHED_BATCH`: woken, they do not preempt the
+//!   thread running on their CPU (a mutator);
 //! - *idle* workers run at the lowest OS priority (`SCHED_IDLE`), so they get a CPU only when no
 //!   ordinary thread wants it, and mark in short slices. They touch only lock-free structures
 //!   (the deques, the injector, mark bits, atomics; they park with `park`/`unpark`), so being
@@ -165,7 +168,9 @@ fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
             continue;
         }
         let c0 = thread_cpu_ns();
-        let mut idle = role == Role::Idle;
+        // Whether this slice is idle marking (counted as idle CPU), and whether it is the
+        // fractional worker's on-duty marking (counted toward its duty cycle).
+        let (mut idle, mut on_duty) = (role == Role::Idle, false);
         let out_of_work = match role {
             Role::Dedicated => marker.drain(usize::MAX).0,
             Role::Idle => marker.drain(IDLE_SLICE).0,
@@ -184,16 +189,16 @@ fn mark_loop(c: &Collector, marker: &mut Marker, role: Role) {
                     off_duty = ahead;
                     set_policy(if ahead { libc::SCHED_IDLE } else { libc::SCHED_BATCH });
                 }
-                idle = ahead;
-                let out = marker.drain(if ahead { IDLE_SLICE } else { FRACTIONAL_SLICE }).0;
-                if !ahead {
-                    duty_cpu += thread_cpu_ns().saturating_sub(c0);
-                }
-                out
+                (idle, on_duty) = (ahead, !ahead);
+                marker.drain(if ahead { IDLE_SLICE } else { FRACTIONAL_SLICE }).0
             }
         };
+        let used = thread_cpu_ns().saturating_sub(c0);
+        if on_duty {
+            duty_cpu += used;
+        }
         let counter = if idle { &t.cpu_idle_ns } else { &t.cpu_mark_ns };
-        counter.fetch_add(thread_cpu_ns().saturating_sub(c0), Ordering::Relaxed);
+        counter.fetch_add(used, Ordering::Relaxed);
         if out_of_work {
             if c.mark.is_idle() {
                 c.wake_coordinator();
