@@ -70,22 +70,26 @@ impl PageHeap {
 
     /// Takes a run of `npages` pages, or `None` if the reservation is exhausted.
     pub(crate) fn alloc(&mut self, npages: usize) -> Option<usize> {
+        let start = self.take_run(npages)?;
+        self.in_use_pages += npages;
+        self.peak_in_use_pages = self.peak_in_use_pages.max(self.in_use_pages);
+        Some(start)
+    }
+
+    /// A run of `npages` pages: the best-fitting free run (its rest stays free), else fresh pages
+    /// from the bump pointer.
+    fn take_run(&mut self, npages: usize) -> Option<usize> {
         if let Some(&(len, start)) = self.by_size.range((npages, 0)..).next() {
             let released = self.remove_free(start, len);
             if len > npages {
                 self.insert_free(start + npages * PAGE_SIZE, len - npages, released);
             }
-            self.in_use_pages += npages;
-            self.peak_in_use_pages = self.peak_in_use_pages.max(self.in_use_pages);
             return Some(start);
         }
-        let bytes = npages * PAGE_SIZE;
-        let end = self.bump.checked_add(bytes)?;
+        let end = self.bump.checked_add(npages * PAGE_SIZE)?;
         self.reservation.commit(end).ok()?;
         let start = self.reservation.base() + self.bump;
         self.bump = end;
-        self.in_use_pages += npages;
-        self.peak_in_use_pages = self.peak_in_use_pages.max(self.in_use_pages);
         Some(start)
     }
 
