@@ -225,8 +225,8 @@ impl Collector {
         if !self.answer_for_outside(token(st.cycle, LEVEL_BARRIER), st.sg_target) {
             return false;
         }
-        Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
         st.trace.handshake = st.phase_start.elapsed();
+        Telemetry::record_max(&self.telemetry.max_handshake_ns, st.trace.handshake);
         // C1: every store is barriered from here on. Grey the roots.
         self.roots.for_each(|p| {
             if let Some(true) = self.grey(p) {
@@ -426,9 +426,8 @@ impl Collector {
     fn print_trace(&self, st: &mut CycleState) {
         let now = self.telemetry.cpu_ns();
         let tr = &mut st.trace;
-        let d: Vec<u64> = now.iter().zip(st.cpu_at_start).map(|(n, s)| n.saturating_sub(s)).collect();
-        (tr.cpu_assist_ns, tr.cpu_mark_ns, tr.cpu_idle_ns, tr.cpu_sweep_ns, tr.cpu_other_ns) =
-            (d[0], d[1], d[2], d[3], d[4]);
+        [tr.cpu_assist_ns, tr.cpu_mark_ns, tr.cpu_idle_ns, tr.cpu_sweep_ns, tr.cpu_other_ns] =
+            std::array::from_fn(|k| now[k].saturating_sub(st.cpu_at_start[k]));
         tr.gc_cpu_share =
             now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * self.procs as f64).max(1e-9);
         eprintln!("{}", tr.line());
