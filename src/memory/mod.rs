@@ -369,8 +369,9 @@ impl Memory {
 
     /// A span of `class`/`kind` with a free slot, for a cache: a swept one with free slots, else
     /// one swept here (kinds without drop glue only: sweeping those runs no user code; at most
-    /// [`LAZY_SWEEP_BUDGET`] spans, popped and put back under one lock acquisition each, so an
-    /// allocation never sweeps for long nor queues on the lock), else a fresh one.
+    /// [`LAZY_SWEEP_BUDGET`] spans, popped [`LAZY_SWEEP_BITE`] at a time under one lock
+    /// acquisition each and swept outside it, stopping at the first with room, so an allocation
+    /// never sweeps for long nor queues on the lock), else a fresh one.
     pub(crate) fn refill(&self, class: u8, kind: SpanKind, scratch: &mut Scratch) -> Result<SpanPtr, Exhausted> {
         let ci = Self::central_index(class, kind);
         let Scratch { batch, rest, dead } = scratch;
