@@ -47,6 +47,8 @@ pub use api::mutator::Mutator;
 pub use api::root::Root;
 pub use api::scope::Scope;
 pub use api::value::{Value, ValueRef};
+pub use api::vec::{GcVec, Slot};
+pub use api::weak::{Weak, WeakMember, WeakTable};
 pub use collector::Tracer;
 pub use lowpause_derive::Trace;
 pub use telemetry::metrics::{GcCpu, Metrics};

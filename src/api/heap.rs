@@ -72,10 +72,14 @@ pub struct Heap {
 pub(crate) struct Shared {
     pub(crate) collector: Arc<Collector>,
     workers: Option<Workers>,
+    /// Started with the first finalizer.
+    pub(crate) finalizer: super::finalizer::FinalizerThread,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        let mut f = std::mem::take(&mut self.finalizer);
+        f.stop(self);
         if let Some(w) = self.workers.take() {
             if w.is_current() {
                 // A destructor running on a GC thread dropped the last handle (only possible
@@ -413,6 +417,6 @@ impl HeapBuilder {
         let collector =
             Arc::new(Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?);
         let workers = if workers > 0 { Some(Workers::start(&collector).map_err(ConfigError::Spawn)?) } else { None };
-        Ok(Heap { inner: Arc::new(Shared { collector, workers }) })
+        Ok(Heap { inner: Arc::new(Shared { collector, workers, finalizer: Default::default() }) })
     }
 }

@@ -12,6 +12,7 @@
 //! - a `Root` holds its heap's `Arc`, and its heap identity is that pointer.
 
 pub(crate) mod error;
+pub(crate) mod finalizer;
 pub(crate) mod gc;
 pub(crate) mod heap;
 pub(crate) mod member;
@@ -19,3 +20,5 @@ pub(crate) mod mutator;
 pub(crate) mod root;
 pub(crate) mod scope;
 pub(crate) mod value;
+pub(crate) mod vec;
+pub(crate) mod weak;

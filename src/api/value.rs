@@ -35,8 +35,50 @@ const FALSE: usize = QNAN | 2;
 const TRUE: usize = QNAN | 3;
 
 /// The object address a slot word refers to, or 0 (what the tracer and the barrier need).
+/// The word a slot holds for `value`: every NaN stored as the canonical one, a reference tagged
+/// with its provenance kept.
+#[inline]
+pub(crate) fn write_word<T: ?Sized + GcObject>(value: ValueRef<'_, T>) -> *mut u8 {
+    match value {
+        ValueRef::Nil => std::ptr::without_provenance_mut(NIL),
+        ValueRef::Bool(false) => std::ptr::without_provenance_mut(FALSE),
+        ValueRef::Bool(true) => std::ptr::without_provenance_mut(TRUE),
+        ValueRef::Number(n) if n.is_nan() => std::ptr::without_provenance_mut(f64::NAN.to_bits() as usize),
+        ValueRef::Number(n) => std::ptr::without_provenance_mut(n.to_bits() as usize),
+        ValueRef::Object(g) => {
+            let p = g.payload().as_ptr();
+            debug_assert_eq!(p.addr() & OBJECT, 0, "heap addresses fit in 48 bits");
+            p.map_addr(|a| a | OBJECT)
+        }
+    }
+}
+
+/// What the word `w` of a slot holds.
+///
+/// # Safety
+/// `w` was made by [`write_word`] from a value of type `T` of the heap whose scope `'s` is, and
+/// its object (if any) stays allocated for all of `'s`.
+#[inline]
+pub(crate) unsafe fn read_word<'s, T: ?Sized + GcObject>(w: *mut u8) -> ValueRef<'s, T> {
+    match w.addr() {
+        NIL => ValueRef::Nil,
+        FALSE => ValueRef::Bool(false),
+        TRUE => ValueRef::Bool(true),
+        a if a & OBJECT == OBJECT => {
+            let p = w.map_addr(|a| a & !OBJECT);
+            // SAFETY: forwarded from the caller; payload addresses are never null.
+            ValueRef::Object(unsafe { Gc::from_payload(NonNull::new_unchecked(p)) })
+        }
+        a => ValueRef::Number(f64::from_bits(a as u64)),
+    }
+}
+
+/// The nil word.
+pub(crate) const NIL_WORD: *mut u8 = std::ptr::without_provenance_mut(NIL);
+
+/// The object address a slot's word refers to, or 0.
 #[inline(always)]
-fn decode(word: *mut u8) -> usize {
+pub(crate) fn decode(word: *mut u8) -> usize {
     let w = word.addr();
     if w & OBJECT == OBJECT {
         w & !OBJECT
@@ -177,20 +219,10 @@ impl<T: ?Sized + GcObject> Value<T> {
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>) -> ValueRef<'s, T> {
         self.check(s, "get");
-        let w = self.word.load(Ordering::Acquire);
-        match w.addr() {
-            NIL => ValueRef::Nil,
-            FALSE => ValueRef::Bool(false),
-            TRUE => ValueRef::Bool(true),
-            a if a & OBJECT == OBJECT => {
-                let p = w.map_addr(|a| a & !OBJECT);
-                // SAFETY: an object word of a slot of this heap was written by `set` from a
-                // `Gc<'s, T>` of this scope's heap, and an object reachable in a scope stays
-                // allocated until the scope ends; payload addresses are never null.
-                ValueRef::Object(unsafe { Gc::from_payload(NonNull::new_unchecked(p)) })
-            }
-            a => ValueRef::Number(f64::from_bits(a as u64)),
-        }
+        // SAFETY: the slot lies in this heap (checked above), and every word in it was written by
+        // `set` from a `ValueRef<'s, T>` of this scope's heap (or is nil); an object reachable in
+        // a scope stays allocated until the scope ends.
+        unsafe { read_word(self.word.load(Ordering::Acquire)) }
     }
 
     /// Stores `value` in the slot, through the write barrier.
@@ -208,18 +240,7 @@ impl<T: ?Sized + GcObject> Value<T> {
     #[inline]
     pub fn set<'s>(&self, s: &Scope<'s>, value: ValueRef<'s, T>) {
         self.check(s, "set");
-        let new: *mut u8 = match value {
-            ValueRef::Nil => std::ptr::without_provenance_mut(NIL),
-            ValueRef::Bool(false) => std::ptr::without_provenance_mut(FALSE),
-            ValueRef::Bool(true) => std::ptr::without_provenance_mut(TRUE),
-            ValueRef::Number(n) if n.is_nan() => std::ptr::without_provenance_mut(f64::NAN.to_bits() as usize),
-            ValueRef::Number(n) => std::ptr::without_provenance_mut(n.to_bits() as usize),
-            ValueRef::Object(g) => {
-                let p = g.payload().as_ptr();
-                debug_assert_eq!(p.addr() & OBJECT, 0, "heap addresses fit in 48 bits");
-                p.map_addr(|a| a | OBJECT)
-            }
-        };
+        let new = write_word(value);
         let c = s.collector();
         if c.barrier_on() {
             // SAFETY: `s` is the calling thread's scope (its record, inside a scope); the slot

@@ -24,6 +24,7 @@ use super::mark::Marker;
 use super::mutator::ThreadRecord;
 use super::pacer::MarkReport;
 use super::verify::Verifier;
+use super::weak::{GATE_CLEARING, GATE_CLOSED, GATE_OPEN};
 use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::trace::CycleTrace;
@@ -216,6 +217,8 @@ impl Collector {
             self.mark.profiling.store(true, Ordering::SeqCst);
         }
         debug_assert!(self.mark.injector.is_empty());
+        // Weak reads grey their targets from the moment the barrier is on.
+        self.weak.gate.store(GATE_OPEN, Ordering::SeqCst);
         self.barrier_on.store(true, Ordering::SeqCst);
         self.registry.post(token(st.cycle, LEVEL_BARRIER), 0);
         self.enter_phase(st, Phase::BarrierWait)
@@ -233,6 +236,7 @@ impl Collector {
                 self.mark.injector.push(super::mark::Work::new(p));
             }
         });
+        self.finalizer_roots();
         self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);
         st.mark_start = std::time::Instant::now();
         st.cpu_at_mark = self.telemetry.cpu_ns();
@@ -277,7 +281,9 @@ impl Collector {
         if !self.mark_with_driver(st, drive) || !self.mark.is_idle() {
             return false;
         }
-        // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier?
+        // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier, or
+        // behind a live key of an ephemeron table? Weak reads wait while it runs (weak.rs).
+        self.weak.gate.store(GATE_CLOSED, Ordering::SeqCst);
         let records = self.registry.records();
         let clean = termination_round(
             &self.mark.grey_events,
@@ -285,10 +291,12 @@ impl Collector {
             records.iter().map(|r| &r.barrier),
             |p| self.mark.injector.push(super::mark::Work::new(p)),
             || {
+                self.ephemeron_scan();
                 self.mark.wake_workers();
                 self.mark_with_driver(st, drive) && self.mark.is_idle()
             },
         );
+        self.weak.gate.store(if clean { GATE_CLEARING } else { GATE_OPEN }, Ordering::SeqCst);
         if !clean {
             return false;
         }
@@ -299,7 +307,10 @@ impl Collector {
         if self.config.verify {
             let mut roots = Vec::new();
             self.roots.for_each(|p| roots.push(p));
-            if let Err(msg) = Verifier::run(&self.memory, roots) {
+            let (scan_only, ready) = self.finalizer_verify_roots();
+            roots.extend(ready);
+            let ephemerons = |reached: &dyn Fn(usize) -> bool| self.ephemeron_values(reached);
+            if let Err(msg) = Verifier::run(&self.memory, roots, scan_only, &ephemerons) {
                 let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
                 self.record_failure(msg.clone());
                 if drive != Drive::Background {
@@ -307,6 +318,11 @@ impl Collector {
                 }
             }
         }
+        // Weak references to dead objects are cleared before anything is freed, then finalizable
+        // objects left unmarked are resurrected for their finalizers (finalize.rs).
+        let (cells, entries) = self.clear_weak();
+        let queued = self.queue_finalizers();
+        st.trace.weak = (cells + entries, queued);
         self.marking.store(false, Ordering::SeqCst);
         if std::mem::take(&mut st.profiling) {
             self.mark.profiling.store(false, Ordering::SeqCst);

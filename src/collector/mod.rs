@@ -22,6 +22,7 @@
 
 pub(crate) mod barrier;
 pub(crate) mod cycle;
+pub(crate) mod finalize;
 pub(crate) mod handshake;
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -31,6 +32,7 @@ pub(crate) mod pacer;
 pub(crate) mod roots;
 pub(crate) mod sweep;
 pub(crate) mod verify;
+pub(crate) mod weak;
 pub(crate) mod workers;
 
 pub use mark::Tracer;
@@ -137,6 +139,10 @@ pub(crate) struct Collector {
     last_profile: Mutex<(u64, Vec<Counts>)>,
     /// When the heap was created (trace timestamps).
     created: Instant,
+    /// Weak cells, ephemeron tables, and the gate weak reads obey (weak.rs).
+    pub(crate) weak: weak::WeakRegistry,
+    /// Registered and ready finalizers (finalize.rs).
+    pub(crate) finalizers: finalize::Finalizers,
 }
 
 impl Collector {
@@ -177,6 +183,8 @@ impl Collector {
             profile_requested: AtomicBool::new(false),
             last_profile: Mutex::new((0, Vec::new())),
             created: Instant::now(),
+            weak: weak::WeakRegistry::default(),
+            finalizers: finalize::Finalizers::default(),
         };
         c.publish_pacing(&c.pacer.lock());
         Ok(c)

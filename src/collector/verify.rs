@@ -11,6 +11,9 @@ use crate::memory::Memory;
 use crate::object::{Header, HEADER_SIZE};
 use std::collections::HashSet;
 
+/// Lists the values of ephemeron entries whose table and key the predicate says were reached.
+pub(crate) type EphemeronValues<'a> = dyn Fn(&dyn Fn(usize) -> bool) -> Vec<usize> + 'a;
+
 pub(crate) struct Verifier {
     mem: *const Memory,
     visited: HashSet<usize>,
@@ -19,18 +22,41 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    /// Checks everything reachable from `roots`; `Err` names the first unmarked object's type.
-    pub(crate) fn run(mem: &Memory, roots: Vec<usize>) -> Result<usize, String> {
+    /// Checks everything reachable from `roots`, from the references of the objects in
+    /// `scan_only` (registered finalizers: their referents must be marked, they need not be), and
+    /// through ephemerons: `ephemerons(reached)` lists the values whose table and key `reached`.
+    /// `Err` names the first unmarked object's type.
+    pub(crate) fn run(
+        mem: &Memory,
+        roots: Vec<usize>,
+        scan_only: Vec<usize>,
+        ephemerons: &EphemeronValues<'_>,
+    ) -> Result<usize, String> {
         let mut v = Verifier { mem, visited: HashSet::new(), stack: Vec::new(), failure: None };
         for p in roots {
             v.visit(p);
         }
-        while let Some(p) = v.stack.pop() {
-            // SAFETY: `p` is reachable, hence allocated and initialised until the sweep.
-            let h = unsafe { Header::of(p) };
-            let mut t = Tracer::verifying(&mut v);
-            // SAFETY: the object is initialised with `len` elements.
-            unsafe { (h.info.trace)(p as *const u8, h.len, &mut t) };
+        for p in scan_only {
+            // SAFETY: a registered object is allocated, so its span is in use.
+            if unsafe { mem.span_of(p - HEADER_SIZE) }.kind.scan() {
+                v.stack.push(p);
+            }
+        }
+        loop {
+            while let Some(p) = v.stack.pop() {
+                // SAFETY: `p` is reachable, hence allocated and initialised until the sweep.
+                let h = unsafe { Header::of(p) };
+                let mut t = Tracer::verifying(&mut v);
+                // SAFETY: the object is initialised with `len` elements.
+                unsafe { (h.info.trace)(p as *const u8, h.len, &mut t) };
+            }
+            let before = v.visited.len();
+            for p in ephemerons(&|p| v.visited.contains(&p)) {
+                v.visit(p);
+            }
+            if v.visited.len() == before {
+                break;
+            }
         }
         match v.failure {
             Some(f) => Err(f),
@@ -90,18 +116,18 @@ mod tests {
             c.roots.for_each(|p| v.push(p));
             v
         };
-        let err = Verifier::run(&c.memory, roots()).unwrap_err();
+        let err = Verifier::run(&c.memory, roots(), Vec::new(), &|_| Vec::new()).unwrap_err();
         assert!(err.contains("Parent") && err.contains("left unmarked"), "{err}");
         // Mark the parent only: the child is the one reported.
         c.grey(roots()[0]);
-        let err = Verifier::run(&c.memory, roots()).unwrap_err();
+        let err = Verifier::run(&c.memory, roots(), Vec::new(), &|_| Vec::new()).unwrap_err();
         assert!(err.contains("Child") && !err.contains("Parent"), "{err}");
         // Mark both: the heap verifies, two objects visited.
         m.scope(|s| {
             let p = _root.get(s);
             c.grey(p.child.get(s).unwrap().payload().as_ptr() as usize);
         });
-        assert_eq!(Verifier::run(&c.memory, roots()), Ok(2));
+        assert_eq!(Verifier::run(&c.memory, roots(), Vec::new(), &|_| Vec::new()), Ok(2));
         // Leave the heap consistent for teardown: the next sweep clears the marks.
         m.collect();
     }

@@ -40,6 +40,8 @@ pub(crate) struct CycleTrace {
     pub(crate) roots: usize,
     pub(crate) threads: usize,
     pub(crate) workers: usize,
+    /// Weak references cleared (cells and table entries), and finalizers queued, at mark end.
+    pub(crate) weak: (usize, usize),
 }
 
 fn ms(d: Duration) -> String {
@@ -56,8 +58,12 @@ impl CycleTrace {
         let (a, m, i) = (self.cpu_assist_ns, self.cpu_mark_ns, self.cpu_idle_ns);
         let (s, o) = (self.cpu_sweep_ns, self.cpu_other_ns);
         let cpu = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
+        let weak = match self.weak {
+            (0, 0) => String::new(),
+            (w, f) => format!(", {w} weak cleared, {f} finalizers queued"),
+        };
         format!(
-            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}/{}/{}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers",
+            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}/{}/{}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers{}",
             self.cycle,
             self.since_start.as_secs_f64(),
             self.gc_cpu_share * 100.0,
@@ -78,6 +84,7 @@ impl CycleTrace {
             self.roots,
             self.threads,
             self.workers,
+            weak,
         )
     }
 }

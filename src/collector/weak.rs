@@ -1,0 +1,332 @@
+//! Weak references and ephemeron tables: the references marking does not follow, settled when
+//! marking ends.
+//!
+//! **Weak cells.** A weak reference is a small GC object, a [`WeakCell`], holding its target's
+//! payload address in one atomic word. Marking never follows that word. Every cell is listed in
+//! [`WeakRegistry::cells`] when it is made. When marking has terminated and before the sweep
+//! begins ([`Collector::clear_weak`]), the collector walks the list: a cell that is unmarked itself
+//! leaves the list (the sweep frees it); a cell whose target is unmarked is cleared to 0. Nothing
+//! is freed before that walk, so a cell never holds the address of a freed slot (which could be
+//! reused by another object). Go clears its weak handles lazily, when it sweeps the target's span
+//! (and makes a reader sweep that span first); we clear eagerly, one pass over the cells per
+//! cycle on the collector's side, so a reader never has to sweep.
+//!
+//! **Reading a weak reference** (Go's `makeStrongFromWeak`) must never hand out a dead object and
+//! must not let a live one escape marking. With the barrier off, the reader is either before this
+//! cycle's snapshot (what it holds needs no mark: its scope ends before marking can) or after the
+//! walk (every non-zero cell's target is live), so it loads the word. With the barrier on it raises
+//! its `in_barrier` flag, as a store barrier does, and reads the *gate*:
+//! - `GATE_OPEN` (marking): it greys the target and queues it in its ring. A termination round
+//!   sees the flag or the greying (the same argument as for the store barrier).
+//! - `GATE_CLOSED`: a termination round that may be the last one is running. The reader lowers its
+//!   flag and waits for the round (microseconds). Without the gate, a reader could grey an object
+//!   after the round that declared marking done, or a round that turned out dirty could leave
+//!   readers treating unmarked but reachable objects as dead.
+//! - `GATE_CLEARING`: marking is done; an unmarked target is dead, and the reader answers `None`
+//!   even if the walk has not reached its cell yet. The sweep cannot start while the flag is up
+//!   (turning the barrier off waits for every flag), so the mark bit it reads is this cycle's.
+//!   After a marked answer it reloads the cell: a finalizer's object is marked again (resurrected)
+//!   only after the walk cleared the cells that pointed to it, so a weak reference never hands
+//!   out an object whose finalizer is queued.
+//!
+//! **Ephemeron tables** ([`RawWeakTable`]): entries of (hash, weak key, value word). A value is
+//! reachable only while its key is: marking does not trace tables; instead every termination
+//! round ([`Collector::ephemeron_scan`]) greys the values of entries whose key is marked, in every
+//! table that is itself marked. A round that greys anything is not clean, so marking ends only
+//! when no live key has an unmarked value. The walk at the end of marking removes entries whose
+//! key is dead. Value stores go through the hybrid barrier; key reads follow the weak-read rules.
+//!
+//! Invariants kept here:
+//! - every cell and table allocated is listed until the walk finds it unmarked;
+//! - after the walk and until the next cycle's walk, a non-zero cell (or a table key) refers to
+//!   an object that was marked in the last cycle or allocated since;
+//! - no weak read greys anything after a clean round (the gate).
+
+use super::mark::Work;
+use super::mutator::ThreadRecord;
+use super::Collector;
+use crate::collector::Tracer;
+use crate::object::HEADER_SIZE;
+use crate::sync::{fence, AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::Trace;
+use hashbrown::HashTable;
+
+/// Marking: weak reads grey their target.
+pub(crate) const GATE_OPEN: u32 = 0;
+/// A termination round is deciding whether marking is done: weak reads wait.
+pub(crate) const GATE_CLOSED: u32 = 1;
+/// Marking is done: an unmarked target is dead.
+pub(crate) const GATE_CLEARING: u32 = 2;
+
+/// A weak reference's cell: a GC object holding its target's payload address, or 0 once cleared.
+pub(crate) struct WeakCell {
+    target: AtomicUsize,
+}
+
+impl WeakCell {
+    pub(crate) fn new(target: usize) -> WeakCell {
+        WeakCell { target: AtomicUsize::new(target) }
+    }
+}
+
+// SAFETY: the cell holds no strong reference: its target is weak, handled by the registry.
+unsafe impl Trace for WeakCell {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+/// One entry of an ephemeron table.
+pub(crate) struct Entry {
+    pub(crate) hash: u64,
+    /// The key's payload address (weak).
+    pub(crate) key: usize,
+    /// The value's word (strong while the key lives), decoded by the table's `decode`.
+    pub(crate) value: AtomicPtr<u8>,
+}
+
+/// The untyped part of an ephemeron table. It must be the first field of a GC object that is
+/// listed in the registry (the typed wrapper is `#[repr(C)]`).
+pub(crate) struct RawWeakTable {
+    pub(crate) entries: Mutex<HashTable<Entry>>,
+    /// The object address a value word refers to, or 0.
+    pub(crate) decode: fn(*mut u8) -> usize,
+}
+
+impl RawWeakTable {
+    pub(crate) fn new(decode: fn(*mut u8) -> usize) -> RawWeakTable {
+        RawWeakTable { entries: Mutex::new(HashTable::new()), decode }
+    }
+}
+
+/// The collector's lists of weak cells and ephemeron tables, and the gate weak reads obey.
+#[derive(Default)]
+pub(crate) struct WeakRegistry {
+    pub(crate) gate: AtomicU32,
+    cells: Mutex<Vec<usize>>,
+    tables: Mutex<Vec<usize>>,
+}
+
+/// A weak read in progress: the thread's `in_barrier` flag is up (if the barrier was on) and the
+/// gate was not closed. Lowers the flag when dropped. The caller must not allocate while holding
+/// one (turning the barrier off waits for the flag).
+pub(crate) struct WeakAccess<'a> {
+    c: &'a Collector,
+    rec: &'a ThreadRecord,
+    /// `None`: the barrier was off (no flag raised).
+    gate: Option<u32>,
+}
+
+impl WeakAccess<'_> {
+    /// Whether the weakly held object at `payload` may be handed out, greying it while marking.
+    ///
+    /// # Safety
+    /// `payload` was read from a cell or table key of this heap (so it is allocated: nothing is
+    /// freed before the walk clears its weak references).
+    pub(crate) unsafe fn keep(&self, payload: usize) -> bool {
+        match self.gate {
+            None => true,
+            Some(GATE_CLEARING) => self.c.is_marked(payload),
+            Some(_) => {
+                if self.c.grey(payload) == Some(true) {
+                    self.c.queue_grey(self.rec, payload);
+                }
+                true
+            }
+        }
+    }
+
+    /// Reads a cell: its target, or 0 if it is cleared or its target is dead.
+    pub(crate) fn read_cell(&self, cell: &WeakCell) -> usize {
+        let p = cell.target.load(Ordering::SeqCst);
+        // SAFETY: a non-zero cell refers to an allocated object (module invariant).
+        if p == 0 || !unsafe { self.keep(p) } {
+            return 0;
+        }
+        if self.gate == Some(GATE_CLEARING) && cell.target.load(Ordering::SeqCst) != p {
+            // Cleared since (and perhaps resurrected for its finalizer since): dead.
+            return 0;
+        }
+        p
+    }
+
+    /// Stores `new` into a slot with the flag already up: the hybrid barrier's greying of the old
+    /// and the new word's object, if the barrier is on.
+    ///
+    /// # Safety
+    /// `slot` is a value slot of this heap's table; `decode(new)` is 0 or an object of this heap.
+    pub(crate) unsafe fn store(&self, slot: &AtomicPtr<u8>, new: *mut u8, decode: fn(*mut u8) -> usize) {
+        if self.gate.is_some() && self.c.barrier_on.load(Ordering::SeqCst) {
+            for p in [decode(slot.load(Ordering::Acquire)), decode(new)] {
+                if p != 0 && self.c.grey(p) == Some(true) {
+                    self.c.queue_grey(self.rec, p);
+                }
+            }
+        }
+        slot.store(new, Ordering::Release);
+    }
+}
+
+impl Drop for WeakAccess<'_> {
+    fn drop(&mut self) {
+        if self.gate.is_some() {
+            self.rec.barrier.in_barrier.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Collector {
+    /// Starts a weak read on the calling thread (`rec`, inside a scope).
+    #[inline]
+    pub(crate) fn weak_access<'a>(&'a self, rec: &'a ThreadRecord) -> WeakAccess<'a> {
+        if !self.barrier_on.load(Ordering::Relaxed) {
+            return WeakAccess { c: self, rec, gate: None };
+        }
+        self.weak_access_slow(rec)
+    }
+
+    #[cold]
+    fn weak_access_slow<'a>(&'a self, rec: &'a ThreadRecord) -> WeakAccess<'a> {
+        let flag = &rec.barrier.in_barrier;
+        let mut waited: Option<std::time::Instant> = None;
+        let mut spins = 0;
+        loop {
+            flag.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let gate = self.weak.gate.load(Ordering::SeqCst);
+            if !self.barrier_on.load(Ordering::SeqCst) {
+                // Marking ended meanwhile and the walk is done: cells hold only live targets.
+                flag.store(false, Ordering::SeqCst);
+                return WeakAccess { c: self, rec, gate: None };
+            }
+            if gate != GATE_CLOSED {
+                if let Some(t) = waited {
+                    // Waiting for the collector's round, as a scope entry waits for a claim.
+                    self.record_stall(crate::telemetry::stalls::StallCause::Handshake, t);
+                }
+                return WeakAccess { c: self, rec, gate: Some(gate) };
+            }
+            flag.store(false, Ordering::SeqCst);
+            waited.get_or_insert_with(std::time::Instant::now);
+            spins += 1;
+            crate::sync::spin_wait(spins);
+        }
+    }
+
+    /// Queues a grey object from a weak read or a table store in the thread's ring.
+    fn queue_grey(&self, rec: &ThreadRecord, p: usize) {
+        if !rec.barrier.push(p) {
+            self.flush_barrier(rec);
+            let pushed = rec.barrier.push(p);
+            debug_assert!(pushed);
+        }
+    }
+
+    /// Whether the object at `payload` is marked.
+    pub(crate) fn is_marked(&self, payload: usize) -> bool {
+        let obj = payload - HEADER_SIZE;
+        // SAFETY: callers pass allocated objects of this heap, so the span is in use.
+        let span = unsafe { self.memory.span_of(obj) };
+        span.is_marked(span.slot_of(obj))
+    }
+
+    /// Lists a new weak cell (its payload address).
+    pub(crate) fn register_cell(&self, payload: usize) {
+        self.weak.cells.lock().push(payload);
+    }
+
+    /// Lists a new ephemeron table (the payload address of the object whose first field it is).
+    pub(crate) fn register_table(&self, payload: usize) {
+        self.weak.tables.lock().push(payload);
+    }
+
+    /// Calls `f` with every listed table that is marked.
+    fn for_each_marked_table(&self, mut f: impl FnMut(&RawWeakTable)) {
+        let tables = self.weak.tables.lock();
+        for &t in tables.iter() {
+            if self.is_marked(t) {
+                // SAFETY: listed tables are allocated until the walk unlists them, and a listed
+                // address is the payload of an object whose first field is a `RawWeakTable`.
+                f(unsafe { &*(t as *const RawWeakTable) });
+            }
+        }
+    }
+
+    /// Greys the value of every entry whose key is marked, in every marked table (one step of
+    /// ephemeron marking; a termination round runs it). Returns how many values it greyed.
+    pub(crate) fn ephemeron_scan(&self) -> usize {
+        let mut greyed = 0;
+        self.for_each_marked_table(|t| {
+            let entries = t.entries.lock();
+            for e in entries.iter() {
+                let v = (t.decode)(e.value.load(Ordering::Acquire));
+                if v != 0 && self.is_marked(e.key) {
+                    if let Some(scan) = self.grey(v) {
+                        greyed += 1;
+                        if scan {
+                            self.mark.injector.push(Work::new(v));
+                        }
+                    }
+                }
+            }
+        });
+        greyed
+    }
+
+    /// The verifier's view of ephemerons: the values of entries whose key `reached`, in tables
+    /// that `reached`.
+    pub(crate) fn ephemeron_values(&self, reached: impl Fn(usize) -> bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        let tables = self.weak.tables.lock();
+        for &t in tables.iter().filter(|&&t| reached(t)) {
+            // SAFETY: as in `for_each_marked_table` (the verifier runs before the walk).
+            let t = unsafe { &*(t as *const RawWeakTable) };
+            for e in t.entries.lock().iter() {
+                let v = (t.decode)(e.value.load(Ordering::Acquire));
+                if v != 0 && reached(e.key) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// The walk at the end of marking, before the sweep: unlists dead cells and tables, clears
+    /// cells whose target is dead and removes table entries whose key is dead. Returns the cells
+    /// cleared and the entries removed.
+    pub(crate) fn clear_weak(&self) -> (usize, usize) {
+        debug_assert_eq!(self.weak.gate.load(Ordering::SeqCst), GATE_CLEARING);
+        let mut cleared = 0;
+        // Cells registered meanwhile go to the emptied list; they are new and live.
+        let mut cells = std::mem::take(&mut *self.weak.cells.lock());
+        cells.retain(|&c| {
+            if !self.is_marked(c) {
+                return false;
+            }
+            // SAFETY: a listed, marked cell is allocated, and its payload is a `WeakCell`.
+            let cell = unsafe { &*(c as *const WeakCell) };
+            let t = cell.target.load(Ordering::SeqCst);
+            if t != 0 && !self.is_marked(t) {
+                cell.target.store(0, Ordering::SeqCst);
+                cleared += 1;
+            }
+            true
+        });
+        self.weak.cells.lock().append(&mut cells);
+        let mut removed = 0;
+        let mut tables = std::mem::take(&mut *self.weak.tables.lock());
+        tables.retain(|&t| {
+            if !self.is_marked(t) {
+                return false;
+            }
+            // SAFETY: as in `for_each_marked_table`.
+            let t = unsafe { &*(t as *const RawWeakTable) };
+            let mut entries = t.entries.lock();
+            let before = entries.len();
+            entries.retain(|e| self.is_marked(e.key));
+            removed += before - entries.len();
+            true
+        });
+        self.weak.tables.lock().append(&mut tables);
+        (cleared, removed)
+    }
+}
