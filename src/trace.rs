@@ -214,6 +214,15 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
 // SAFETY: leaves inside hold no GC reference.
 unsafe impl<T: Leaf, const N: usize> Leaf for [T; N] {}
 
+// SAFETY: a slice of leaves holds no GC reference (what makes `Box<[u8]>` a leaf).
+unsafe impl<T: Leaf> Trace for [T] {
+    const NEEDS_TRACE: bool = false;
+    #[inline]
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+// SAFETY: as above.
+unsafe impl<T: Leaf> Leaf for [T] {}
+
 macro_rules! tuple {
     ($($n:tt $t:ident),+) => {
         // SAFETY: visits every component.

@@ -1,0 +1,1866 @@
+//! A Lox interpreter in the manner of the book's C VM (clox): a scanner, a single-pass Pratt
+//! compiler to bytecode, and a stack VM. Every Lox value lives in the lowpause heap:
+//! - values are `Value<Obj>` words (NaN-boxed numbers, nil, booleans, object references);
+//! - strings are interned through a `WeakTable`, so an unused string is collected and `==` on
+//!   strings is identity, as in clox;
+//! - the VM's value stack and call frames are GC arrays held by a `VmState` object that a `Root`
+//!   keeps; between batches of instructions the Rust side holds only integers (stack and frame
+//!   counts), and each batch runs in a scope of its own, so no thread holds a GC pointer between
+//!   scopes and a cycle's handshake never waits longer than one batch.
+//!
+//! Shared by `examples/lox/main.rs` and `tests/lox_suite.rs` (which runs the book's test suite in
+//! process, in a normal and a stress mode).
+
+#![allow(dead_code)]
+
+use lowpause::{Gc, GcVec, Heap, Member, Root, Scope, Trace, Value, ValueRef, WeakTable};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+const FRAMES_MAX: usize = 64;
+const STACK_MAX: usize = FRAMES_MAX * 256;
+/// Instructions per scope in normal runs.
+pub const BATCH: usize = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// Heap objects
+// ---------------------------------------------------------------------------------------------
+
+type V<'s> = ValueRef<'s, Obj>;
+
+/// Every Lox object.
+#[derive(Trace)]
+pub enum Obj {
+    Str(LoxStr),
+    Function(Function),
+    Native(Native),
+    Closure(Closure),
+    Upvalue(Upvalue),
+    Class(Class),
+    Instance(Instance),
+    Bound(BoundMethod),
+}
+
+#[derive(Trace)]
+#[trace(leaf)]
+pub struct LoxStr {
+    chars: Box<str>,
+    hash: u32,
+}
+
+#[derive(Trace)]
+pub struct Function {
+    name: Member<Obj>,
+    constants: GcVec<Value<Obj>>,
+    body: OnceLock<Body>,
+}
+
+/// A function's code, set once when its compilation ends.
+#[derive(Trace)]
+#[trace(leaf)]
+pub struct Body {
+    code: Box<[u8]>,
+    lines: Box<[u32]>,
+    arity: u8,
+    upvalues: u8,
+}
+
+#[derive(Trace)]
+#[trace(leaf)]
+pub struct Native {
+    name: &'static str,
+}
+
+#[derive(Trace)]
+pub struct Closure {
+    function: Member<Obj>,
+    upvalues: Member<[Member<Obj>]>,
+}
+
+/// An upvalue: open (pointing at a stack slot) until its variable leaves the stack.
+#[derive(Trace)]
+pub struct Upvalue {
+    /// The stack slot while open; `CLOSED` after.
+    slot: AtomicUsize,
+    closed: Value<Obj>,
+    next: Member<Obj>,
+}
+const CLOSED: usize = usize::MAX;
+
+#[derive(Trace)]
+pub struct Class {
+    name: Member<Obj>,
+    methods: Table,
+}
+
+#[derive(Trace)]
+pub struct Instance {
+    class: Member<Obj>,
+    fields: Table,
+}
+
+#[derive(Trace)]
+pub struct BoundMethod {
+    receiver: Value<Obj>,
+    method: Member<Obj>,
+}
+
+/// A table keyed by interned strings (append-only, as Lox needs): keys and values in GC vectors,
+/// an index from key address to position beside them. Keys are held strongly, so an address in
+/// the index always belongs to its key.
+#[derive(Trace)]
+pub struct Table {
+    keys: GcVec<Member<Obj>>,
+    values: GcVec<Value<Obj>>,
+    index: parking_lot::Mutex<HashMap<usize, u32>>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table { keys: GcVec::new(), values: GcVec::new(), index: parking_lot::Mutex::new(HashMap::new()) }
+    }
+    fn addr(k: Gc<'_, Obj>) -> usize {
+        &*k as *const Obj as usize
+    }
+    fn get<'s>(&self, s: &Scope<'s>, key: Gc<'s, Obj>) -> Option<V<'s>> {
+        let i = *self.index.lock().get(&Self::addr(key))?;
+        self.values.get(s, i as usize)
+    }
+    /// Sets `key`; true if it was new.
+    fn set<'s>(&self, s: &Scope<'s>, key: Gc<'s, Obj>, v: V<'s>) -> bool {
+        let mut index = self.index.lock();
+        match index.get(&Self::addr(key)) {
+            Some(&i) => {
+                self.values.set(s, i as usize, v);
+                false
+            }
+            None => {
+                index.insert(Self::addr(key), self.keys.len() as u32);
+                self.keys.push(s, Some(key));
+                self.values.push(s, v);
+                true
+            }
+        }
+    }
+    fn add_all<'s>(&self, s: &Scope<'s>, to: &Table) {
+        for i in 0..self.keys.len() {
+            if let (Some(Some(k)), Some(v)) = (self.keys.get(s, i), self.values.get(s, i)) {
+                to.set(s, k, v);
+            }
+        }
+    }
+}
+
+fn as_str(o: &Obj) -> &str {
+    match o {
+        Obj::Str(x) => &x.chars,
+        _ => unreachable!("not a string"),
+    }
+}
+fn as_fn(o: &Obj) -> &Function {
+    match o {
+        Obj::Function(f) => f,
+        _ => unreachable!("not a function"),
+    }
+}
+fn as_closure(o: &Obj) -> &Closure {
+    match o {
+        Obj::Closure(c) => c,
+        _ => unreachable!("not a closure"),
+    }
+}
+fn as_class(o: &Obj) -> &Class {
+    match o {
+        Obj::Class(c) => c,
+        _ => unreachable!("not a class"),
+    }
+}
+fn as_upvalue(o: &Obj) -> &Upvalue {
+    match o {
+        Obj::Upvalue(u) => u,
+        _ => unreachable!("not an upvalue"),
+    }
+}
+
+fn hash_str(text: &str) -> u32 {
+    let mut h: u32 = 2166136261;
+    for b in text.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(16777619);
+    }
+    h
+}
+
+/// `printf("%g")`, as clox prints numbers.
+pub fn format_number(n: f64) -> String {
+    if n.is_nan() {
+        return "nan".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{:.5e}", n);
+    let (mant, exp) = sci.split_once('e').unwrap();
+    let exp: i32 = exp.parse().unwrap();
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..6).contains(&exp) {
+        format!("{}e{}{:02}", trim(mant), if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        trim(&format!("{:.*}", (5 - exp) as usize, n))
+    }
+}
+
+fn fmt_value(s: &Scope<'_>, v: V<'_>, out: &mut String) {
+    match v {
+        ValueRef::Nil => out.push_str("nil"),
+        ValueRef::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        ValueRef::Number(n) => out.push_str(&format_number(n)),
+        ValueRef::Object(o) => fmt_obj(s, o, out),
+    }
+}
+
+fn fmt_obj(s: &Scope<'_>, o: Gc<'_, Obj>, out: &mut String) {
+    let fn_name = |f: &Function, out: &mut String| match f.name.get(s) {
+        Some(n) => {
+            let _ = write!(out, "<fn {}>", as_str(&n));
+        }
+        None => out.push_str("<script>"),
+    };
+    match &*o {
+        Obj::Str(x) => out.push_str(&x.chars),
+        Obj::Function(f) => fn_name(f, out),
+        Obj::Native(_) => out.push_str("<native fn>"),
+        Obj::Closure(c) => fn_name(as_fn(&c.function.get(s).unwrap()), out),
+        Obj::Upvalue(_) => out.push_str("upvalue"),
+        Obj::Class(c) => out.push_str(as_str(&c.name.get(s).unwrap())),
+        Obj::Instance(i) => {
+            let _ = write!(out, "{} instance", as_str(&as_class(&i.class.get(s).unwrap()).name.get(s).unwrap()));
+        }
+        Obj::Bound(b) => {
+            let m = b.method.get(s).unwrap();
+            fn_name(as_fn(&as_closure(&m).function.get(s).unwrap()), out)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The VM's state in the heap
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Trace)]
+struct Frame {
+    closure: Member<Obj>,
+    ip: AtomicUsize,
+    base: AtomicUsize,
+}
+
+#[derive(Trace)]
+struct VmState {
+    stack: Member<[Value<Obj>]>,
+    frames: Member<[Frame]>,
+    globals: Table,
+    strings: Member<WeakTable<Obj, Obj>>,
+    open_upvalues: Member<Obj>,
+    init_string: Member<Obj>,
+}
+
+fn intern<'s>(s: &Scope<'s>, st: &VmState, text: &str) -> Gc<'s, Obj> {
+    let h = hash_str(text);
+    let table = st.strings.get(s).unwrap();
+    if let Some((k, _)) = table.find(s, h as u64, |k| as_str(&k) == text) {
+        return k;
+    }
+    let k = s.alloc(Obj::Str(LoxStr { chars: text.into(), hash: h }));
+    table.insert_hashed(s, h as u64, k, ValueRef::Nil);
+    k
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanner
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum T {
+    LeftParen,
+    RightParen,
+    LeftBrace,
+    RightBrace,
+    Comma,
+    Dot,
+    Minus,
+    Plus,
+    Semicolon,
+    Slash,
+    Star,
+    Bang,
+    BangEqual,
+    Equal,
+    EqualEqual,
+    Greater,
+    GreaterEqual,
+    Less,
+    LessEqual,
+    Identifier,
+    String,
+    Number,
+    And,
+    Class,
+    Else,
+    False,
+    For,
+    Fun,
+    If,
+    Nil,
+    Or,
+    Print,
+    Return,
+    Super,
+    This,
+    True,
+    Var,
+    While,
+    Error,
+    Eof,
+}
+
+#[derive(Clone, Copy)]
+struct Token<'src> {
+    kind: T,
+    text: &'src str,
+    line: u32,
+}
+
+struct Scanner<'src> {
+    src: &'src str,
+    start: usize,
+    current: usize,
+    line: u32,
+}
+
+impl<'src> Scanner<'src> {
+    fn new(src: &'src str) -> Self {
+        Scanner { src, start: 0, current: 0, line: 1 }
+    }
+    fn peek(&self) -> u8 {
+        *self.src.as_bytes().get(self.current).unwrap_or(&0)
+    }
+    fn peek_next(&self) -> u8 {
+        *self.src.as_bytes().get(self.current + 1).unwrap_or(&0)
+    }
+    fn advance(&mut self) -> u8 {
+        let c = self.peek();
+        self.current += 1;
+        c
+    }
+    fn matches(&mut self, c: u8) -> bool {
+        if self.current < self.src.len() && self.peek() == c {
+            self.current += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn make(&self, kind: T) -> Token<'src> {
+        Token { kind, text: &self.src[self.start..self.current], line: self.line }
+    }
+    fn error(&self, msg: &'static str) -> Token<'src> {
+        Token { kind: T::Error, text: msg, line: self.line }
+    }
+    fn skip_space(&mut self) {
+        loop {
+            match self.peek() {
+                b' ' | b'\r' | b'\t' => {
+                    self.current += 1;
+                }
+                b'\n' => {
+                    self.line += 1;
+                    self.current += 1;
+                }
+                b'/' if self.peek_next() == b'/' => {
+                    while self.peek() != b'\n' && self.current < self.src.len() {
+                        self.current += 1;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+    fn scan(&mut self) -> Token<'src> {
+        self.skip_space();
+        self.start = self.current;
+        if self.current >= self.src.len() {
+            return self.make(T::Eof);
+        }
+        let c = self.advance();
+        if c.is_ascii_alphabetic() || c == b'_' {
+            while self.peek().is_ascii_alphanumeric() || self.peek() == b'_' {
+                self.current += 1;
+            }
+            return self.make(keyword(&self.src[self.start..self.current]));
+        }
+        if c.is_ascii_digit() {
+            while self.peek().is_ascii_digit() {
+                self.current += 1;
+            }
+            if self.peek() == b'.' && self.peek_next().is_ascii_digit() {
+                self.current += 1;
+                while self.peek().is_ascii_digit() {
+                    self.current += 1;
+                }
+            }
+            return self.make(T::Number);
+        }
+        match c {
+            b'(' => self.make(T::LeftParen),
+            b')' => self.make(T::RightParen),
+            b'{' => self.make(T::LeftBrace),
+            b'}' => self.make(T::RightBrace),
+            b';' => self.make(T::Semicolon),
+            b',' => self.make(T::Comma),
+            b'.' => self.make(T::Dot),
+            b'-' => self.make(T::Minus),
+            b'+' => self.make(T::Plus),
+            b'/' => self.make(T::Slash),
+            b'*' => self.make(T::Star),
+            b'!' => {
+                let k = if self.matches(b'=') { T::BangEqual } else { T::Bang };
+                self.make(k)
+            }
+            b'=' => {
+                let k = if self.matches(b'=') { T::EqualEqual } else { T::Equal };
+                self.make(k)
+            }
+            b'<' => {
+                let k = if self.matches(b'=') { T::LessEqual } else { T::Less };
+                self.make(k)
+            }
+            b'>' => {
+                let k = if self.matches(b'=') { T::GreaterEqual } else { T::Greater };
+                self.make(k)
+            }
+            b'"' => {
+                while self.peek() != b'"' && self.current < self.src.len() {
+                    if self.peek() == b'\n' {
+                        self.line += 1;
+                    }
+                    self.current += 1;
+                }
+                if self.current >= self.src.len() {
+                    return self.error("Unterminated string.");
+                }
+                self.current += 1;
+                self.make(T::String)
+            }
+            _ => {
+                // Keep the scanner on a character boundary for non-ASCII input.
+                while !self.src.is_char_boundary(self.current) {
+                    self.current += 1;
+                }
+                self.error("Unexpected character.")
+            }
+        }
+    }
+}
+
+fn keyword(w: &str) -> T {
+    match w {
+        "and" => T::And,
+        "class" => T::Class,
+        "else" => T::Else,
+        "false" => T::False,
+        "for" => T::For,
+        "fun" => T::Fun,
+        "if" => T::If,
+        "nil" => T::Nil,
+        "or" => T::Or,
+        "print" => T::Print,
+        "return" => T::Return,
+        "super" => T::Super,
+        "this" => T::This,
+        "true" => T::True,
+        "var" => T::Var,
+        "while" => T::While,
+        _ => T::Identifier,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiler
+// ---------------------------------------------------------------------------------------------
+
+mod op {
+    pub const CONSTANT: u8 = 0;
+    pub const NIL: u8 = 1;
+    pub const TRUE: u8 = 2;
+    pub const FALSE: u8 = 3;
+    pub const POP: u8 = 4;
+    pub const GET_LOCAL: u8 = 5;
+    pub const SET_LOCAL: u8 = 6;
+    pub const GET_GLOBAL: u8 = 7;
+    pub const DEFINE_GLOBAL: u8 = 8;
+    pub const SET_GLOBAL: u8 = 9;
+    pub const GET_UPVALUE: u8 = 10;
+    pub const SET_UPVALUE: u8 = 11;
+    pub const GET_PROPERTY: u8 = 12;
+    pub const SET_PROPERTY: u8 = 13;
+    pub const GET_SUPER: u8 = 14;
+    pub const EQUAL: u8 = 15;
+    pub const GREATER: u8 = 16;
+    pub const LESS: u8 = 17;
+    pub const ADD: u8 = 18;
+    pub const SUBTRACT: u8 = 19;
+    pub const MULTIPLY: u8 = 20;
+    pub const DIVIDE: u8 = 21;
+    pub const NOT: u8 = 22;
+    pub const NEGATE: u8 = 23;
+    pub const PRINT: u8 = 24;
+    pub const JUMP: u8 = 25;
+    pub const JUMP_IF_FALSE: u8 = 26;
+    pub const LOOP: u8 = 27;
+    pub const CALL: u8 = 28;
+    pub const INVOKE: u8 = 29;
+    pub const SUPER_INVOKE: u8 = 30;
+    pub const CLOSURE: u8 = 31;
+    pub const CLOSE_UPVALUE: u8 = 32;
+    pub const RETURN: u8 = 33;
+    pub const CLASS: u8 = 34;
+    pub const INHERIT: u8 = 35;
+    pub const METHOD: u8 = 36;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FnKind {
+    Function,
+    Initializer,
+    Method,
+    Script,
+}
+
+struct Local<'src> {
+    name: &'src str,
+    depth: i32,
+    captured: bool,
+}
+
+struct FnState<'src, 's> {
+    function: Gc<'s, Obj>,
+    kind: FnKind,
+    arity: usize,
+    code: Vec<u8>,
+    lines: Vec<u32>,
+    locals: Vec<Local<'src>>,
+    upvalues: Vec<(u8, bool)>,
+    depth: i32,
+}
+
+struct ClassState {
+    has_super: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Prec {
+    None,
+    Assignment,
+    Or,
+    And,
+    Equality,
+    Comparison,
+    Term,
+    Factor,
+    Unary,
+    Call,
+    Primary,
+}
+
+impl Prec {
+    fn next(self) -> Prec {
+        match self {
+            Prec::None => Prec::Assignment,
+            Prec::Assignment => Prec::Or,
+            Prec::Or => Prec::And,
+            Prec::And => Prec::Equality,
+            Prec::Equality => Prec::Comparison,
+            Prec::Comparison => Prec::Term,
+            Prec::Term => Prec::Factor,
+            Prec::Factor => Prec::Unary,
+            Prec::Unary => Prec::Call,
+            Prec::Call | Prec::Primary => Prec::Primary,
+        }
+    }
+}
+
+fn infix_prec(t: T) -> Prec {
+    match t {
+        T::LeftParen | T::Dot => Prec::Call,
+        T::Minus | T::Plus => Prec::Term,
+        T::Slash | T::Star => Prec::Factor,
+        T::BangEqual | T::EqualEqual => Prec::Equality,
+        T::Greater | T::GreaterEqual | T::Less | T::LessEqual => Prec::Comparison,
+        T::And => Prec::And,
+        T::Or => Prec::Or,
+        _ => Prec::None,
+    }
+}
+
+struct Compiler<'src, 's, 'a> {
+    s: &'a Scope<'s>,
+    st: &'a VmState,
+    scanner: Scanner<'src>,
+    current: Token<'src>,
+    previous: Token<'src>,
+    had_error: bool,
+    panic_mode: bool,
+    errors: String,
+    fns: Vec<FnState<'src, 's>>,
+    classes: Vec<ClassState>,
+}
+
+impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
+    fn error_at(&mut self, tok: Token<'src>, msg: &str) {
+        if self.panic_mode {
+            return;
+        }
+        self.panic_mode = true;
+        self.had_error = true;
+        let _ = write!(self.errors, "[line {}] Error", tok.line);
+        match tok.kind {
+            T::Eof => self.errors.push_str(" at end"),
+            T::Error => {}
+            _ => {
+                let _ = write!(self.errors, " at '{}'", tok.text);
+            }
+        }
+        let _ = writeln!(self.errors, ": {msg}");
+    }
+    fn error(&mut self, msg: &str) {
+        self.error_at(self.previous, msg);
+    }
+    fn error_current(&mut self, msg: &str) {
+        self.error_at(self.current, msg);
+    }
+    fn advance(&mut self) {
+        self.previous = self.current;
+        loop {
+            self.current = self.scanner.scan();
+            if self.current.kind != T::Error {
+                break;
+            }
+            let msg = self.current.text;
+            self.error_current(msg);
+        }
+    }
+    fn consume(&mut self, kind: T, msg: &str) {
+        if self.current.kind == kind {
+            self.advance();
+        } else {
+            self.error_current(msg);
+        }
+    }
+    fn check(&self, kind: T) -> bool {
+        self.current.kind == kind
+    }
+    fn matches(&mut self, kind: T) -> bool {
+        if !self.check(kind) {
+            return false;
+        }
+        self.advance();
+        true
+    }
+
+    fn f(&mut self) -> &mut FnState<'src, 's> {
+        self.fns.last_mut().unwrap()
+    }
+    fn emit(&mut self, b: u8) {
+        let line = self.previous.line;
+        let f = self.f();
+        f.code.push(b);
+        f.lines.push(line);
+    }
+    fn emit2(&mut self, a: u8, b: u8) {
+        self.emit(a);
+        self.emit(b);
+    }
+    fn emit_loop(&mut self, start: usize) {
+        self.emit(op::LOOP);
+        let off = self.f().code.len() - start + 2;
+        if off > u16::MAX as usize {
+            self.error("Loop body too large.");
+        }
+        self.emit2((off >> 8) as u8, off as u8);
+    }
+    fn emit_jump(&mut self, instr: u8) -> usize {
+        self.emit(instr);
+        self.emit2(0xff, 0xff);
+        self.f().code.len() - 2
+    }
+    fn patch_jump(&mut self, at: usize) {
+        let jump = self.f().code.len() - at - 2;
+        if jump > u16::MAX as usize {
+            self.error("Too much code to jump over.");
+        }
+        let code = &mut self.f().code;
+        code[at] = (jump >> 8) as u8;
+        code[at + 1] = jump as u8;
+    }
+    fn emit_return(&mut self) {
+        if self.f().kind == FnKind::Initializer {
+            self.emit2(op::GET_LOCAL, 0);
+        } else {
+            self.emit(op::NIL);
+        }
+        self.emit(op::RETURN);
+    }
+    fn make_constant(&mut self, v: V<'s>) -> u8 {
+        let consts = &as_fn(Gc::as_scoped(self.f().function)).constants;
+        if consts.len() >= 256 {
+            self.error("Too many constants in one chunk.");
+            return 0;
+        }
+        consts.push(self.s, v);
+        (consts.len() - 1) as u8
+    }
+    fn emit_constant(&mut self, v: V<'s>) {
+        let c = self.make_constant(v);
+        self.emit2(op::CONSTANT, c);
+    }
+    fn identifier_constant(&mut self, name: &str) -> u8 {
+        let str = intern(self.s, self.st, name);
+        self.make_constant(ValueRef::Object(str))
+    }
+
+    fn begin_fn(&mut self, kind: FnKind) {
+        let s = self.s;
+        let function =
+            s.alloc(Obj::Function(Function { name: Member::null(), constants: GcVec::new(), body: OnceLock::new() }));
+        if kind != FnKind::Script {
+            let name = intern(s, self.st, self.previous.text);
+            as_fn(&function).name.set(s, Some(name));
+        }
+        let slot0 = if kind != FnKind::Function { "this" } else { "" };
+        self.fns.push(FnState {
+            function,
+            kind,
+            arity: 0,
+            code: Vec::new(),
+            lines: Vec::new(),
+            locals: vec![Local { name: slot0, depth: 0, captured: false }],
+            upvalues: Vec::new(),
+            depth: 0,
+        });
+    }
+    fn end_fn(&mut self) -> (Gc<'s, Obj>, Vec<(u8, bool)>) {
+        self.emit_return();
+        let f = self.fns.pop().unwrap();
+        let body =
+            Body { code: f.code.into(), lines: f.lines.into(), arity: f.arity as u8, upvalues: f.upvalues.len() as u8 };
+        let _ = as_fn(Gc::as_scoped(f.function)).body.set(body);
+        (f.function, f.upvalues)
+    }
+
+    fn begin_scope(&mut self) {
+        self.f().depth += 1;
+    }
+    fn end_scope(&mut self) {
+        self.f().depth -= 1;
+        loop {
+            let f = self.f();
+            match f.locals.last() {
+                Some(l) if l.depth > f.depth => {
+                    let captured = l.captured;
+                    f.locals.pop();
+                    self.emit(if captured { op::CLOSE_UPVALUE } else { op::POP });
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn resolve_local(&mut self, fi: usize, name: &str) -> Option<u8> {
+        let f = &self.fns[fi];
+        for (i, l) in f.locals.iter().enumerate().rev() {
+            if l.name == name {
+                if l.depth == -1 {
+                    self.error("Can't read local variable in its own initializer.");
+                }
+                return Some(i as u8);
+            }
+        }
+        None
+    }
+    fn add_upvalue(&mut self, fi: usize, index: u8, local: bool) -> u8 {
+        if let Some(i) = self.fns[fi].upvalues.iter().position(|&u| u == (index, local)) {
+            return i as u8;
+        }
+        if self.fns[fi].upvalues.len() == 256 {
+            self.error("Too many closure variables in function.");
+            return 0;
+        }
+        self.fns[fi].upvalues.push((index, local));
+        (self.fns[fi].upvalues.len() - 1) as u8
+    }
+    fn resolve_upvalue(&mut self, fi: usize, name: &str) -> Option<u8> {
+        if fi == 0 {
+            return None;
+        }
+        if let Some(local) = self.resolve_local(fi - 1, name) {
+            self.fns[fi - 1].locals[local as usize].captured = true;
+            return Some(self.add_upvalue(fi, local, true));
+        }
+        let up = self.resolve_upvalue(fi - 1, name)?;
+        Some(self.add_upvalue(fi, up, false))
+    }
+    fn add_local(&mut self, name: &'src str) {
+        if self.f().locals.len() == 256 {
+            self.error("Too many local variables in function.");
+            return;
+        }
+        self.f().locals.push(Local { name, depth: -1, captured: false });
+    }
+    fn declare_variable(&mut self) {
+        if self.f().depth == 0 {
+            return;
+        }
+        let name = self.previous.text;
+        let depth = self.f().depth;
+        let dup =
+            self.f().locals.iter().rev().take_while(|l| l.depth == -1 || l.depth >= depth).any(|l| l.name == name);
+        if dup {
+            self.error("Already a variable with this name in this scope.");
+        }
+        self.add_local(name);
+    }
+    fn parse_variable(&mut self, msg: &str) -> u8 {
+        self.consume(T::Identifier, msg);
+        self.declare_variable();
+        if self.f().depth > 0 {
+            return 0;
+        }
+        let name = self.previous.text;
+        self.identifier_constant(name)
+    }
+    fn mark_initialized(&mut self) {
+        let f = self.f();
+        if f.depth == 0 {
+            return;
+        }
+        let d = f.depth;
+        f.locals.last_mut().unwrap().depth = d;
+    }
+    fn define_variable(&mut self, global: u8) {
+        if self.f().depth > 0 {
+            self.mark_initialized();
+            return;
+        }
+        self.emit2(op::DEFINE_GLOBAL, global);
+    }
+
+    // Expressions.
+    fn expression(&mut self) {
+        self.parse_precedence(Prec::Assignment);
+    }
+    fn parse_precedence(&mut self, prec: Prec) {
+        self.advance();
+        let can_assign = prec <= Prec::Assignment;
+        if !self.prefix(self.previous.kind, can_assign) {
+            self.error("Expect expression.");
+            return;
+        }
+        while prec <= infix_prec(self.current.kind) {
+            self.advance();
+            self.infix(self.previous.kind, can_assign);
+        }
+        if can_assign && self.matches(T::Equal) {
+            self.error("Invalid assignment target.");
+        }
+    }
+    fn prefix(&mut self, kind: T, can_assign: bool) -> bool {
+        match kind {
+            T::LeftParen => {
+                self.expression();
+                self.consume(T::RightParen, "Expect ')' after expression.");
+            }
+            T::Minus | T::Bang => {
+                self.parse_precedence(Prec::Unary);
+                self.emit(if kind == T::Minus { op::NEGATE } else { op::NOT });
+            }
+            T::Number => {
+                let n: f64 = self.previous.text.parse().unwrap();
+                self.emit_constant(ValueRef::Number(n));
+            }
+            T::String => {
+                let t = self.previous.text;
+                let str = intern(self.s, self.st, &t[1..t.len() - 1]);
+                self.emit_constant(ValueRef::Object(str));
+            }
+            T::Nil => self.emit(op::NIL),
+            T::True => self.emit(op::TRUE),
+            T::False => self.emit(op::FALSE),
+            T::Identifier => self.named_variable(self.previous.text, can_assign),
+            T::This => {
+                if self.classes.is_empty() {
+                    self.error("Can't use 'this' outside of a class.");
+                    return true;
+                }
+                self.named_variable("this", false);
+            }
+            T::Super => self.super_(),
+            _ => return false,
+        }
+        true
+    }
+    fn infix(&mut self, kind: T, can_assign: bool) {
+        match kind {
+            T::LeftParen => {
+                let argc = self.arguments();
+                self.emit2(op::CALL, argc);
+            }
+            T::Dot => {
+                self.consume(T::Identifier, "Expect property name after '.'.");
+                let name = self.previous.text;
+                let c = self.identifier_constant(name);
+                if can_assign && self.matches(T::Equal) {
+                    self.expression();
+                    self.emit2(op::SET_PROPERTY, c);
+                } else if self.matches(T::LeftParen) {
+                    let argc = self.arguments();
+                    self.emit2(op::INVOKE, c);
+                    self.emit(argc);
+                } else {
+                    self.emit2(op::GET_PROPERTY, c);
+                }
+            }
+            T::And => {
+                let end = self.emit_jump(op::JUMP_IF_FALSE);
+                self.emit(op::POP);
+                self.parse_precedence(Prec::And);
+                self.patch_jump(end);
+            }
+            T::Or => {
+                let else_jump = self.emit_jump(op::JUMP_IF_FALSE);
+                let end = self.emit_jump(op::JUMP);
+                self.patch_jump(else_jump);
+                self.emit(op::POP);
+                self.parse_precedence(Prec::Or);
+                self.patch_jump(end);
+            }
+            _ => {
+                self.parse_precedence(infix_prec(kind).next());
+                match kind {
+                    T::BangEqual => self.emit2(op::EQUAL, op::NOT),
+                    T::EqualEqual => self.emit(op::EQUAL),
+                    T::Greater => self.emit(op::GREATER),
+                    T::GreaterEqual => self.emit2(op::LESS, op::NOT),
+                    T::Less => self.emit(op::LESS),
+                    T::LessEqual => self.emit2(op::GREATER, op::NOT),
+                    T::Plus => self.emit(op::ADD),
+                    T::Minus => self.emit(op::SUBTRACT),
+                    T::Star => self.emit(op::MULTIPLY),
+                    T::Slash => self.emit(op::DIVIDE),
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+    fn arguments(&mut self) -> u8 {
+        let mut argc = 0usize;
+        if !self.check(T::RightParen) {
+            loop {
+                self.expression();
+                if argc == 255 {
+                    self.error("Can't have more than 255 arguments.");
+                }
+                argc += 1;
+                if !self.matches(T::Comma) {
+                    break;
+                }
+            }
+        }
+        self.consume(T::RightParen, "Expect ')' after arguments.");
+        argc.min(255) as u8
+    }
+    fn named_variable(&mut self, name: &str, can_assign: bool) {
+        let top = self.fns.len() - 1;
+        let (get, set, arg) = if let Some(i) = self.resolve_local(top, name) {
+            (op::GET_LOCAL, op::SET_LOCAL, i)
+        } else if let Some(i) = self.resolve_upvalue(top, name) {
+            (op::GET_UPVALUE, op::SET_UPVALUE, i)
+        } else {
+            let c = self.identifier_constant(name);
+            (op::GET_GLOBAL, op::SET_GLOBAL, c)
+        };
+        if can_assign && self.matches(T::Equal) {
+            self.expression();
+            self.emit2(set, arg);
+        } else {
+            self.emit2(get, arg);
+        }
+    }
+    fn super_(&mut self) {
+        match self.classes.last() {
+            None => self.error("Can't use 'super' outside of a class."),
+            Some(c) if !c.has_super => self.error("Can't use 'super' in a class with no superclass."),
+            _ => {}
+        }
+        self.consume(T::Dot, "Expect '.' after 'super'.");
+        self.consume(T::Identifier, "Expect superclass method name.");
+        let name = self.previous.text;
+        let c = self.identifier_constant(name);
+        self.named_variable("this", false);
+        if self.matches(T::LeftParen) {
+            let argc = self.arguments();
+            self.named_variable("super", false);
+            self.emit2(op::SUPER_INVOKE, c);
+            self.emit(argc);
+        } else {
+            self.named_variable("super", false);
+            self.emit2(op::GET_SUPER, c);
+        }
+    }
+
+    // Statements.
+    fn declaration(&mut self) {
+        if self.matches(T::Class) {
+            self.class_declaration();
+        } else if self.matches(T::Fun) {
+            let global = self.parse_variable("Expect function name.");
+            self.mark_initialized();
+            self.function(FnKind::Function);
+            self.define_variable(global);
+        } else if self.matches(T::Var) {
+            let global = self.parse_variable("Expect variable name.");
+            if self.matches(T::Equal) {
+                self.expression();
+            } else {
+                self.emit(op::NIL);
+            }
+            self.consume(T::Semicolon, "Expect ';' after variable declaration.");
+            self.define_variable(global);
+        } else {
+            self.statement();
+        }
+        if self.panic_mode {
+            self.synchronize();
+        }
+    }
+    fn synchronize(&mut self) {
+        self.panic_mode = false;
+        while self.current.kind != T::Eof {
+            if self.previous.kind == T::Semicolon {
+                return;
+            }
+            match self.current.kind {
+                T::Class | T::Fun | T::Var | T::For | T::If | T::While | T::Print | T::Return => return,
+                _ => self.advance(),
+            }
+        }
+    }
+    fn function(&mut self, kind: FnKind) {
+        self.begin_fn(kind);
+        self.begin_scope();
+        self.consume(T::LeftParen, "Expect '(' after function name.");
+        if !self.check(T::RightParen) {
+            loop {
+                self.f().arity += 1;
+                if self.f().arity > 255 {
+                    self.error_current("Can't have more than 255 parameters.");
+                }
+                let c = self.parse_variable("Expect parameter name.");
+                self.define_variable(c);
+                if !self.matches(T::Comma) {
+                    break;
+                }
+            }
+        }
+        self.consume(T::RightParen, "Expect ')' after parameters.");
+        self.consume(T::LeftBrace, "Expect '{' before function body.");
+        self.block();
+        let (function, upvalues) = self.end_fn();
+        let c = self.make_constant(ValueRef::Object(function));
+        self.emit2(op::CLOSURE, c);
+        for (index, local) in upvalues {
+            self.emit2(local as u8, index);
+        }
+    }
+    fn class_declaration(&mut self) {
+        self.consume(T::Identifier, "Expect class name.");
+        let class_name = self.previous;
+        let name = self.identifier_constant(class_name.text);
+        self.declare_variable();
+        self.emit2(op::CLASS, name);
+        self.define_variable(name);
+        self.classes.push(ClassState { has_super: false });
+        if self.matches(T::Less) {
+            self.consume(T::Identifier, "Expect superclass name.");
+            self.named_variable(self.previous.text, false);
+            if class_name.text == self.previous.text {
+                self.error("A class can't inherit from itself.");
+            }
+            self.begin_scope();
+            self.add_local("super");
+            self.define_variable(0);
+            self.named_variable(class_name.text, false);
+            self.emit(op::INHERIT);
+            self.classes.last_mut().unwrap().has_super = true;
+        }
+        self.named_variable(class_name.text, false);
+        self.consume(T::LeftBrace, "Expect '{' before class body.");
+        while !self.check(T::RightBrace) && !self.check(T::Eof) {
+            self.consume(T::Identifier, "Expect method name.");
+            let name = self.previous.text;
+            let c = self.identifier_constant(name);
+            let kind = if name == "init" { FnKind::Initializer } else { FnKind::Method };
+            self.function(kind);
+            self.emit2(op::METHOD, c);
+        }
+        self.consume(T::RightBrace, "Expect '}' after class body.");
+        self.emit(op::POP);
+        if self.classes.pop().unwrap().has_super {
+            self.end_scope();
+        }
+    }
+    fn block(&mut self) {
+        while !self.check(T::RightBrace) && !self.check(T::Eof) {
+            self.declaration();
+        }
+        self.consume(T::RightBrace, "Expect '}' after block.");
+    }
+    fn statement(&mut self) {
+        if self.matches(T::Print) {
+            self.expression();
+            self.consume(T::Semicolon, "Expect ';' after value.");
+            self.emit(op::PRINT);
+        } else if self.matches(T::For) {
+            self.for_statement();
+        } else if self.matches(T::If) {
+            self.consume(T::LeftParen, "Expect '(' after 'if'.");
+            self.expression();
+            self.consume(T::RightParen, "Expect ')' after condition.");
+            let then_jump = self.emit_jump(op::JUMP_IF_FALSE);
+            self.emit(op::POP);
+            self.statement();
+            let else_jump = self.emit_jump(op::JUMP);
+            self.patch_jump(then_jump);
+            self.emit(op::POP);
+            if self.matches(T::Else) {
+                self.statement();
+            }
+            self.patch_jump(else_jump);
+        } else if self.matches(T::Return) {
+            if self.f().kind == FnKind::Script {
+                self.error("Can't return from top-level code.");
+            }
+            if self.matches(T::Semicolon) {
+                self.emit_return();
+            } else {
+                if self.f().kind == FnKind::Initializer {
+                    self.error("Can't return a value from an initializer.");
+                }
+                self.expression();
+                self.consume(T::Semicolon, "Expect ';' after return value.");
+                self.emit(op::RETURN);
+            }
+        } else if self.matches(T::While) {
+            let start = self.f().code.len();
+            self.consume(T::LeftParen, "Expect '(' after 'while'.");
+            self.expression();
+            self.consume(T::RightParen, "Expect ')' after condition.");
+            let exit = self.emit_jump(op::JUMP_IF_FALSE);
+            self.emit(op::POP);
+            self.statement();
+            self.emit_loop(start);
+            self.patch_jump(exit);
+            self.emit(op::POP);
+        } else if self.matches(T::LeftBrace) {
+            self.begin_scope();
+            self.block();
+            self.end_scope();
+        } else {
+            self.expression();
+            self.consume(T::Semicolon, "Expect ';' after expression.");
+            self.emit(op::POP);
+        }
+    }
+    fn for_statement(&mut self) {
+        self.begin_scope();
+        self.consume(T::LeftParen, "Expect '(' after 'for'.");
+        if self.matches(T::Semicolon) {
+            // No initializer.
+        } else if self.matches(T::Var) {
+            let global = self.parse_variable("Expect variable name.");
+            if self.matches(T::Equal) {
+                self.expression();
+            } else {
+                self.emit(op::NIL);
+            }
+            self.consume(T::Semicolon, "Expect ';' after variable declaration.");
+            self.define_variable(global);
+        } else {
+            self.expression();
+            self.consume(T::Semicolon, "Expect ';' after expression.");
+            self.emit(op::POP);
+        }
+        let mut start = self.f().code.len();
+        let mut exit = None;
+        if !self.matches(T::Semicolon) {
+            self.expression();
+            self.consume(T::Semicolon, "Expect ';' after loop condition.");
+            exit = Some(self.emit_jump(op::JUMP_IF_FALSE));
+            self.emit(op::POP);
+        }
+        if !self.matches(T::RightParen) {
+            let body = self.emit_jump(op::JUMP);
+            let incr = self.f().code.len();
+            self.expression();
+            self.emit(op::POP);
+            self.consume(T::RightParen, "Expect ')' after for clauses.");
+            self.emit_loop(start);
+            start = incr;
+            self.patch_jump(body);
+        }
+        self.statement();
+        self.emit_loop(start);
+        if let Some(e) = exit {
+            self.patch_jump(e);
+            self.emit(op::POP);
+        }
+        self.end_scope();
+    }
+}
+
+/// Compiles `source` to the script's function, or the compile errors.
+fn compile<'s>(s: &Scope<'s>, st: &VmState, source: &str) -> Result<Gc<'s, Obj>, String> {
+    let first = Token { kind: T::Eof, text: "", line: 1 };
+    let mut c = Compiler {
+        s,
+        st,
+        current: first,
+        previous: first,
+        scanner: Scanner::new(source),
+        had_error: false,
+        panic_mode: false,
+        errors: String::new(),
+        fns: Vec::new(),
+        classes: Vec::new(),
+    };
+    c.begin_fn(FnKind::Script);
+    c.advance();
+    while !c.matches(T::Eof) {
+        c.declaration();
+    }
+    let (f, _) = c.end_fn();
+    if c.had_error {
+        Err(c.errors)
+    } else {
+        Ok(f)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The VM
+// ---------------------------------------------------------------------------------------------
+
+/// How to run.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Instructions per scope.
+    pub batch: usize,
+    /// Run a full collection at every scope boundary (between batches).
+    pub collect_every_batch: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { batch: BATCH, collect_every_batch: false }
+    }
+}
+
+/// The VM's registers between batches: plain integers, no GC pointers.
+struct Vm {
+    state: Root<VmState>,
+    sp: usize,
+    frames: usize,
+}
+
+enum Step {
+    More,
+    Done,
+    Error(String),
+}
+
+/// The frame being executed, derived from the heap at batch start and at every call and return.
+struct Cur<'s> {
+    closure: Gc<'s, Obj>,
+    code: &'s [u8],
+    consts: &'s GcVec<Value<Obj>>,
+    ip: usize,
+    base: usize,
+}
+
+fn load_frame<'s>(s: &Scope<'s>, frame: &Frame) -> Cur<'s> {
+    let closure = frame.closure.get(s).unwrap();
+    let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
+    let f = as_fn(Gc::as_scoped(function));
+    Cur {
+        closure,
+        code: &f.body.get().unwrap().code,
+        consts: &f.constants,
+        ip: frame.ip.load(Ordering::Relaxed),
+        base: frame.base.load(Ordering::Relaxed),
+    }
+}
+
+/// Runs `source` on `heap`, writing the program's output to `out` and errors to `err`; returns
+/// the exit code (0, 65 for a compile error, 70 for a runtime error).
+pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut m = heap.attach();
+    let setup: Result<Root<VmState>, String> = m.scope(|s| {
+        let st = s.alloc(VmState {
+            stack: Member::null(),
+            frames: Member::null(),
+            globals: Table::new(),
+            strings: Member::null(),
+            open_upvalues: Member::null(),
+            init_string: Member::null(),
+        });
+        st.stack.set(s, Some(s.alloc_slice(STACK_MAX, |_| Value::nil())));
+        st.frames.set(
+            s,
+            Some(s.alloc_slice(FRAMES_MAX, |_| Frame {
+                closure: Member::null(),
+                ip: AtomicUsize::new(0),
+                base: AtomicUsize::new(0),
+            })),
+        );
+        st.strings.set(s, Some(WeakTable::new_in(s)));
+        st.init_string.set(s, Some(intern(s, &st, "init")));
+        let clock = intern(s, &st, "clock");
+        st.globals.set(s, clock, ValueRef::Object(s.alloc(Obj::Native(Native { name: "clock" }))));
+        let script = compile(s, &st, source)?;
+        let closure = s.alloc(Obj::Closure(Closure { function: Member::null(), upvalues: Member::null() }));
+        as_closure(&closure).function.set(s, Some(script));
+        st.stack.get(s).unwrap()[0].set(s, ValueRef::Object(closure));
+        st.frames.get(s).unwrap()[0].closure.set(s, Some(closure));
+        Ok(s.root(st))
+    });
+    let state = match setup {
+        Ok(st) => st,
+        Err(errors) => {
+            let _ = err.write_all(errors.as_bytes());
+            return 65;
+        }
+    };
+    let mut vm = Vm { state, sp: 1, frames: 1 };
+    let mut text = String::new();
+    let started = std::time::Instant::now();
+    loop {
+        let step = m.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+        if !text.is_empty() {
+            let _ = out.write_all(text.as_bytes());
+            text.clear();
+        }
+        match step {
+            Step::More => {
+                if opts.collect_every_batch {
+                    m.collect();
+                }
+            }
+            Step::Done => {
+                let _ = out.flush();
+                return 0;
+            }
+            Step::Error(msg) => {
+                let _ = out.flush();
+                let _ = err.write_all(msg.as_bytes());
+                return 70;
+            }
+        }
+    }
+}
+
+impl Vm {
+    fn run_batch<'s>(&mut self, s: &Scope<'s>, budget: usize, out: &mut String, started: std::time::Instant) -> Step {
+        let st = Gc::as_scoped(self.state.get(s));
+        let stack = Gc::as_scoped(st.stack.get(s).unwrap());
+        let frames = Gc::as_scoped(st.frames.get(s).unwrap());
+        let mut cur = load_frame(s, &frames[self.frames - 1]);
+        let mut sp = self.sp;
+
+        macro_rules! push {
+            ($v:expr) => {{
+                let v = $v;
+                stack[sp].set(s, v);
+                sp += 1;
+            }};
+        }
+        macro_rules! pop {
+            () => {{
+                sp -= 1;
+                stack[sp].get(s)
+            }};
+        }
+        macro_rules! peek {
+            ($d:expr) => {
+                stack[sp - 1 - $d].get(s)
+            };
+        }
+        macro_rules! byte {
+            () => {{
+                cur.ip += 1;
+                cur.code[cur.ip - 1]
+            }};
+        }
+        macro_rules! short {
+            () => {{
+                cur.ip += 2;
+                ((cur.code[cur.ip - 2] as usize) << 8) | cur.code[cur.ip - 1] as usize
+            }};
+        }
+        macro_rules! constant {
+            () => {{
+                let i = byte!() as usize;
+                cur.consts.get(s, i).unwrap()
+            }};
+        }
+        macro_rules! string {
+            () => {
+                match constant!() {
+                    ValueRef::Object(o) => o,
+                    _ => unreachable!("a name constant is a string"),
+                }
+            };
+        }
+        macro_rules! save {
+            () => {{
+                let f = &frames[self.frames - 1];
+                f.ip.store(cur.ip, Ordering::Relaxed);
+                self.sp = sp;
+            }};
+        }
+        macro_rules! fail {
+            ($($msg:tt)*) => {{
+                save!();
+                return Step::Error(self.trace(s, frames, format!($($msg)*)));
+            }};
+        }
+        macro_rules! num2 {
+            () => {{
+                match (peek!(1), peek!(0)) {
+                    (ValueRef::Number(a), ValueRef::Number(b)) => {
+                        sp -= 2;
+                        (a, b)
+                    }
+                    _ => fail!("Operands must be numbers."),
+                }
+            }};
+        }
+        // A call: checks, then pushes a frame and switches to it.
+        macro_rules! call_closure {
+            ($closure:expr, $argc:expr) => {{
+                let closure: Gc<'s, Obj> = $closure;
+                let argc: usize = $argc;
+                let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
+                let arity = as_fn(Gc::as_scoped(function)).body.get().unwrap().arity as usize;
+                if argc != arity {
+                    fail!("Expected {} arguments but got {}.", arity, argc);
+                }
+                if self.frames == FRAMES_MAX {
+                    fail!("Stack overflow.");
+                }
+                save!();
+                let f = &frames[self.frames];
+                f.closure.set(s, Some(closure));
+                f.ip.store(0, Ordering::Relaxed);
+                f.base.store(sp - argc - 1, Ordering::Relaxed);
+                self.frames += 1;
+                cur = load_frame(s, f);
+            }};
+        }
+        macro_rules! call_value {
+            ($callee:expr, $argc:expr) => {{
+                let argc: usize = $argc;
+                let callee: V<'s> = $callee;
+                let obj = match callee {
+                    ValueRef::Object(o) => o,
+                    _ => fail!("Can only call functions and classes."),
+                };
+                match &*Gc::as_scoped(obj) {
+                    Obj::Closure(_) => call_closure!(obj, argc),
+                    Obj::Bound(b) => {
+                        stack[sp - argc - 1].set(s, b.receiver.get(s));
+                        call_closure!(b.method.get(s).unwrap(), argc);
+                    }
+                    Obj::Class(class) => {
+                        let inst = s.alloc(Obj::Instance(Instance { class: Member::null(), fields: Table::new() }));
+                        if let Obj::Instance(i) = &*inst {
+                            i.class.set(s, Some(obj));
+                        }
+                        stack[sp - argc - 1].set(s, ValueRef::Object(inst));
+                        match class.methods.get(s, st.init_string.get(s).unwrap()) {
+                            Some(ValueRef::Object(init)) => call_closure!(init, argc),
+                            _ if argc != 0 => fail!("Expected 0 arguments but got {}.", argc),
+                            _ => {}
+                        }
+                    }
+                    Obj::Native(_) => {
+                        let t = started.elapsed().as_secs_f64();
+                        sp -= argc + 1;
+                        push!(ValueRef::Number(t));
+                    }
+                    _ => fail!("Can only call functions and classes."),
+                }
+            }};
+        }
+        macro_rules! invoke_from_class {
+            ($class:expr, $name:expr, $argc:expr) => {{
+                let name: Gc<'s, Obj> = $name;
+                match as_class(&$class).methods.get(s, name) {
+                    Some(ValueRef::Object(m)) => call_closure!(m, $argc),
+                    _ => fail!("Undefined property '{}'.", as_str(&name)),
+                }
+            }};
+        }
+        macro_rules! bind_method {
+            ($class:expr, $name:expr) => {{
+                let name: Gc<'s, Obj> = $name;
+                match as_class(&$class).methods.get(s, name) {
+                    Some(ValueRef::Object(m)) => {
+                        let receiver = peek!(0);
+                        let b = s.alloc(Obj::Bound(BoundMethod { receiver: Value::nil(), method: Member::null() }));
+                        if let Obj::Bound(bm) = &*b {
+                            bm.receiver.set(s, receiver);
+                            bm.method.set(s, Some(m));
+                        }
+                        sp -= 1;
+                        push!(ValueRef::Object(b));
+                    }
+                    _ => fail!("Undefined property '{}'.", as_str(&name)),
+                }
+            }};
+        }
+
+        for _ in 0..budget {
+            match byte!() {
+                op::CONSTANT => {
+                    let v = constant!();
+                    push!(v);
+                }
+                op::NIL => push!(ValueRef::Nil),
+                op::TRUE => push!(ValueRef::Bool(true)),
+                op::FALSE => push!(ValueRef::Bool(false)),
+                op::POP => sp -= 1,
+                op::GET_LOCAL => {
+                    let i = byte!() as usize;
+                    push!(stack[cur.base + i].get(s));
+                }
+                op::SET_LOCAL => {
+                    let i = byte!() as usize;
+                    stack[cur.base + i].set(s, peek!(0));
+                }
+                op::GET_GLOBAL => {
+                    let name = string!();
+                    match st.globals.get(s, name) {
+                        Some(v) => push!(v),
+                        None => fail!("Undefined variable '{}'.", as_str(&name)),
+                    }
+                }
+                op::DEFINE_GLOBAL => {
+                    let name = string!();
+                    st.globals.set(s, name, peek!(0));
+                    sp -= 1;
+                }
+                op::SET_GLOBAL => {
+                    let name = string!();
+                    if st.globals.get(s, name).is_none() {
+                        fail!("Undefined variable '{}'.", as_str(&name));
+                    }
+                    st.globals.set(s, name, peek!(0));
+                }
+                op::GET_UPVALUE => {
+                    let i = byte!() as usize;
+                    let ups = as_closure(Gc::as_scoped(cur.closure)).upvalues.get(s).unwrap();
+                    let up = ups[i].get(s).unwrap();
+                    let u = as_upvalue(Gc::as_scoped(up));
+                    let slot = u.slot.load(Ordering::Relaxed);
+                    push!(if slot == CLOSED { u.closed.get(s) } else { stack[slot].get(s) });
+                }
+                op::SET_UPVALUE => {
+                    let i = byte!() as usize;
+                    let ups = as_closure(Gc::as_scoped(cur.closure)).upvalues.get(s).unwrap();
+                    let up = ups[i].get(s).unwrap();
+                    let u = as_upvalue(Gc::as_scoped(up));
+                    let slot = u.slot.load(Ordering::Relaxed);
+                    if slot == CLOSED {
+                        u.closed.set(s, peek!(0));
+                    } else {
+                        stack[slot].set(s, peek!(0));
+                    }
+                }
+                op::GET_PROPERTY => {
+                    let inst = match peek!(0) {
+                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
+                        _ => fail!("Only instances have properties."),
+                    };
+                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    let name = string!();
+                    if let Some(v) = i.fields.get(s, name) {
+                        sp -= 1;
+                        push!(v);
+                    } else {
+                        bind_method!(i.class.get(s).unwrap(), name);
+                    }
+                }
+                op::SET_PROPERTY => {
+                    let inst = match peek!(1) {
+                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
+                        _ => fail!("Only instances have fields."),
+                    };
+                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    let name = string!();
+                    let v = pop!();
+                    i.fields.set(s, name, v);
+                    sp -= 1;
+                    push!(v);
+                }
+                op::GET_SUPER => {
+                    let name = string!();
+                    let ValueRef::Object(superclass) = pop!() else { unreachable!() };
+                    bind_method!(superclass, name);
+                }
+                op::EQUAL => {
+                    let b = pop!();
+                    let a = pop!();
+                    push!(ValueRef::Bool(a == b));
+                }
+                op::GREATER => {
+                    let (a, b) = num2!();
+                    push!(ValueRef::Bool(a > b));
+                }
+                op::LESS => {
+                    let (a, b) = num2!();
+                    push!(ValueRef::Bool(a < b));
+                }
+                op::ADD => match (peek!(1), peek!(0)) {
+                    (ValueRef::Number(a), ValueRef::Number(b)) => {
+                        sp -= 2;
+                        push!(ValueRef::Number(a + b));
+                    }
+                    (ValueRef::Object(a), ValueRef::Object(b))
+                        if matches!(&*a, Obj::Str(_)) && matches!(&*b, Obj::Str(_)) =>
+                    {
+                        let mut t = String::with_capacity(as_str(&a).len() + as_str(&b).len());
+                        t.push_str(as_str(&a));
+                        t.push_str(as_str(&b));
+                        let r = intern(s, st, &t);
+                        sp -= 2;
+                        push!(ValueRef::Object(r));
+                    }
+                    _ => fail!("Operands must be two numbers or two strings."),
+                },
+                op::SUBTRACT => {
+                    let (a, b) = num2!();
+                    push!(ValueRef::Number(a - b));
+                }
+                op::MULTIPLY => {
+                    let (a, b) = num2!();
+                    push!(ValueRef::Number(a * b));
+                }
+                op::DIVIDE => {
+                    let (a, b) = num2!();
+                    push!(ValueRef::Number(a / b));
+                }
+                op::NOT => {
+                    let v = pop!();
+                    push!(ValueRef::Bool(falsey(v)));
+                }
+                op::NEGATE => match peek!(0) {
+                    ValueRef::Number(n) => {
+                        sp -= 1;
+                        push!(ValueRef::Number(-n));
+                    }
+                    _ => fail!("Operand must be a number."),
+                },
+                op::PRINT => {
+                    let v = pop!();
+                    fmt_value(s, v, out);
+                    out.push('\n');
+                }
+                op::JUMP => {
+                    let off = short!();
+                    cur.ip += off;
+                }
+                op::JUMP_IF_FALSE => {
+                    let off = short!();
+                    if falsey(peek!(0)) {
+                        cur.ip += off;
+                    }
+                }
+                op::LOOP => {
+                    let off = short!();
+                    cur.ip -= off;
+                }
+                op::CALL => {
+                    let argc = byte!() as usize;
+                    call_value!(peek!(argc), argc);
+                }
+                op::INVOKE => {
+                    let name = string!();
+                    let argc = byte!() as usize;
+                    let inst = match peek!(argc) {
+                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
+                        _ => fail!("Only instances have methods."),
+                    };
+                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    if let Some(v) = i.fields.get(s, name) {
+                        stack[sp - argc - 1].set(s, v);
+                        call_value!(v, argc);
+                    } else {
+                        invoke_from_class!(i.class.get(s).unwrap(), name, argc);
+                    }
+                }
+                op::SUPER_INVOKE => {
+                    let name = string!();
+                    let argc = byte!() as usize;
+                    let ValueRef::Object(superclass) = pop!() else { unreachable!() };
+                    invoke_from_class!(superclass, name, argc);
+                }
+                op::CLOSURE => {
+                    let ValueRef::Object(function) = constant!() else { unreachable!() };
+                    let n = as_fn(Gc::as_scoped(function)).body.get().unwrap().upvalues as usize;
+                    let ups = s.alloc_slice(n, |_| Member::<Obj>::null());
+                    let closure = s.alloc(Obj::Closure(Closure { function: Member::null(), upvalues: Member::null() }));
+                    let c = as_closure(Gc::as_scoped(closure));
+                    c.function.set(s, Some(function));
+                    c.upvalues.set(s, Some(ups));
+                    push!(ValueRef::Object(closure));
+                    let enclosing = as_closure(Gc::as_scoped(cur.closure)).upvalues.get(s);
+                    for up in ups.iter() {
+                        let local = byte!() == 1;
+                        let index = byte!() as usize;
+                        let u = if local {
+                            self.capture_upvalue(s, st, stack, cur.base + index)
+                        } else {
+                            enclosing.unwrap()[index].get(s).unwrap()
+                        };
+                        up.set(s, Some(u));
+                    }
+                }
+                op::CLOSE_UPVALUE => {
+                    close_upvalues(s, st, stack, sp - 1);
+                    sp -= 1;
+                }
+                op::RETURN => {
+                    let result = pop!();
+                    close_upvalues(s, st, stack, cur.base);
+                    self.frames -= 1;
+                    if self.frames == 0 {
+                        self.sp = 0;
+                        return Step::Done;
+                    }
+                    sp = cur.base;
+                    push!(result);
+                    cur = load_frame(s, &frames[self.frames - 1]);
+                }
+                op::CLASS => {
+                    let name = string!();
+                    let class = s.alloc(Obj::Class(Class { name: Member::null(), methods: Table::new() }));
+                    as_class(&class).name.set(s, Some(name));
+                    push!(ValueRef::Object(class));
+                }
+                op::INHERIT => {
+                    let superclass = match peek!(1) {
+                        ValueRef::Object(o) if matches!(&*o, Obj::Class(_)) => o,
+                        _ => fail!("Superclass must be a class."),
+                    };
+                    let ValueRef::Object(sub) = peek!(0) else { unreachable!() };
+                    as_class(&superclass).methods.add_all(s, &as_class(&sub).methods);
+                    sp -= 1;
+                }
+                op::METHOD => {
+                    let name = string!();
+                    let method = peek!(0);
+                    let ValueRef::Object(class) = peek!(1) else { unreachable!() };
+                    as_class(&class).methods.set(s, name, method);
+                    sp -= 1;
+                }
+                other => unreachable!("bad opcode {other}"),
+            }
+        }
+        save!();
+        Step::More
+    }
+
+    fn capture_upvalue<'s>(&self, s: &Scope<'s>, st: &VmState, _stack: &[Value<Obj>], slot: usize) -> Gc<'s, Obj> {
+        let mut prev: Option<Gc<'s, Obj>> = None;
+        let mut up = st.open_upvalues.get(s);
+        while let Some(u) = up {
+            let us = as_upvalue(Gc::as_scoped(u)).slot.load(Ordering::Relaxed);
+            if us <= slot {
+                if us == slot {
+                    return u;
+                }
+                break;
+            }
+            prev = Some(u);
+            up = as_upvalue(Gc::as_scoped(u)).next.get(s);
+        }
+        let created =
+            s.alloc(Obj::Upvalue(Upvalue { slot: AtomicUsize::new(slot), closed: Value::nil(), next: Member::null() }));
+        as_upvalue(&created).next.set(s, up);
+        match prev {
+            None => st.open_upvalues.set(s, Some(created)),
+            Some(p) => as_upvalue(&p).next.set(s, Some(created)),
+        }
+        created
+    }
+
+    /// The runtime error message and the stack trace, innermost call first.
+    fn trace(&self, s: &Scope<'_>, frames: &[Frame], msg: String) -> String {
+        let mut t = msg;
+        t.push('\n');
+        for f in frames[..self.frames].iter().rev() {
+            let closure = f.closure.get(s).unwrap();
+            let function = as_closure(&closure).function.get(s).unwrap();
+            let fun = as_fn(&function);
+            let ip = f.ip.load(Ordering::Relaxed);
+            let line = fun.body.get().unwrap().lines[ip.saturating_sub(1)];
+            match fun.name.get(s) {
+                Some(n) => {
+                    let _ = writeln!(t, "[line {line}] in {}()", as_str(&n));
+                }
+                None => {
+                    let _ = writeln!(t, "[line {line}] in script");
+                }
+            }
+        }
+        t
+    }
+}
+
+fn close_upvalues(s: &Scope<'_>, st: &VmState, stack: &[Value<Obj>], last: usize) {
+    while let Some(u) = st.open_upvalues.get(s) {
+        let up = as_upvalue(Gc::as_scoped(u));
+        let slot = up.slot.load(Ordering::Relaxed);
+        if slot < last {
+            break;
+        }
+        up.closed.set(s, stack[slot].get(s));
+        up.slot.store(CLOSED, Ordering::Relaxed);
+        st.open_upvalues.set(s, up.next.get(s));
+    }
+}
+
+fn falsey(v: V<'_>) -> bool {
+    matches!(v, ValueRef::Nil | ValueRef::Bool(false))
+}
