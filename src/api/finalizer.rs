@@ -24,6 +24,12 @@ pub(crate) struct FinalizerThread {
 }
 
 impl FinalizerThread {
+    /// (Under `--cfg loom` the heap's `Arc` is loom's, which has no weak count: no thread is
+    /// started and finalizers never run; no model uses them.)
+    #[cfg(loom)]
+    fn start(&self, _: &Arc<Shared>) {}
+
+    #[cfg(not(loom))]
     fn start(&self, shared: &Arc<Shared>) {
         self.handle.get_or_init(|| {
             let heap = Arc::downgrade(shared);

@@ -284,6 +284,9 @@ impl Collector {
         // One round: nothing grey anywhere now; is anything hiding in a ring or a barrier, or
         // behind a live key of an ephemeron table? Weak reads wait while it runs (weak.rs).
         self.weak.gate.store(GATE_CLOSED, Ordering::SeqCst);
+        // Dekker with a weak reader (flag store, fence, gate load): our gate store, fence, then the
+        // round's flag loads. A reader that saw the gate open has its flag seen, or is done.
+        crate::sync::fence(Ordering::SeqCst);
         let records = self.registry.records();
         let clean = termination_round(
             &self.mark.grey_events,

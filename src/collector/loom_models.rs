@@ -254,3 +254,97 @@ fn loom_barrier_straddling_the_end_of_marking() {
         assert!(!marks.is_marked(X), "a barrier greyed a new object after marking ended");
     });
 }
+
+/// A weak read racing with the end of marking: the weak reference's target `X` (whose one child
+/// is `Y`) is reachable only through the weak cell, and the reader keeps whatever the read
+/// returns (as a thread that goes on to store it into the heap). The collector runs termination rounds with the weak gate
+/// closed, the clearing walk, turns the barrier off and frees every unmarked object.
+///
+/// Bugs it catches: the reader greying `X` after the round that declared marking done (without
+/// the gate: `X` is marked but never scanned, so `Y` is freed under it), or reading a
+/// cleared-too-late cell after the sweep began (without the flag the barrier-off wait honours):
+/// either way the reader would reach a freed object.
+#[test]
+fn loom_weak_read_against_the_end_of_marking() {
+    use super::weak::{enter_weak_read, read_weak, GATE_CLEARING, GATE_CLOSED, GATE_OPEN};
+    use loom::sync::atomic::AtomicU32;
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let grey_events = Arc::new(AtomicU64::new(0));
+        let ring = Arc::new(BarrierBuffer::default());
+        let barrier_on = Arc::new(AtomicBool::new(true));
+        let gate = Arc::new(AtomicU32::new(GATE_OPEN));
+        let cell = Arc::new(AtomicUsize::new(X));
+
+        let reader = {
+            let (marks, grey_events, ring, barrier_on, gate, cell) =
+                (marks.clone(), grey_events.clone(), ring.clone(), barrier_on.clone(), gate.clone(), cell.clone());
+            loom::thread::spawn(move || {
+                let g = enter_weak_read(&ring.in_barrier, &barrier_on, &gate, |_| loom::thread::yield_now());
+                let p = read_weak(g, &cell, |p| match g {
+                    None => true,
+                    Some(GATE_CLEARING) => marks.is_marked(p),
+                    Some(_) => {
+                        if marks.grey(p, true).is_some() {
+                            grey_events.fetch_add(1, Ordering::SeqCst);
+                            ring.push(p);
+                        }
+                        true
+                    }
+                });
+                ring.in_barrier.store(false, Ordering::SeqCst);
+                p
+            })
+        };
+
+        // The collector: up to two termination rounds behind the closed gate.
+        let roots_in_flight = AtomicUsize::new(0);
+        let mut clean = false;
+        let mut rounds = 0;
+        let drained = std::cell::Cell::new(false);
+        for _ in 0..2 {
+            rounds += 1;
+            gate.store(GATE_CLOSED, Ordering::SeqCst);
+            loom::sync::atomic::fence(Ordering::SeqCst);
+            let scanned = std::cell::Cell::new(false);
+            clean = termination_round(
+                &grey_events,
+                &roots_in_flight,
+                std::iter::once(&*ring),
+                |p| {
+                    scanned.set(scanned.get() | (p == X));
+                    drained.set(true);
+                },
+                || {
+                    // The marker scans X: its child Y.
+                    if scanned.get() && marks.grey(Y, false).is_some() {
+                        grey_events.fetch_add(1, Ordering::SeqCst);
+                    }
+                    true
+                },
+            );
+            gate.store(if clean { GATE_CLEARING } else { GATE_OPEN }, Ordering::SeqCst);
+            if clean {
+                break;
+            }
+            loom::thread::yield_now();
+        }
+        if clean {
+            // The walk, then the barrier off (waiting for flags), then the sweep.
+            if !marks.is_marked(X) {
+                cell.store(0, Ordering::SeqCst);
+            }
+            end_barrier(&barrier_on, std::iter::once(&*ring), &roots_in_flight);
+            let (x_freed, y_freed) = (!marks.is_marked(X), !marks.is_marked(Y));
+            let got = reader.join().unwrap();
+            assert!(
+                !(got == X && (x_freed || y_freed)),
+                "a weak read handed out an object the sweep frees (or whose child it frees): x_freed {x_freed} y_freed {y_freed} rounds {rounds} drained {}", drained.get()
+            );
+        } else {
+            // The reader kept the round dirty twice: marking goes on; the read was shaded.
+            let got = reader.join().unwrap();
+            assert!(got == 0 || marks.is_marked(got));
+        }
+    });
+}

@@ -47,7 +47,7 @@ use super::mutator::ThreadRecord;
 use super::Collector;
 use crate::collector::Tracer;
 use crate::object::HEADER_SIZE;
-use crate::sync::{fence, AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
 use crate::Trace;
 use hashbrown::HashTable;
 
@@ -137,16 +137,8 @@ impl WeakAccess<'_> {
 
     /// Reads a cell: its target, or 0 if it is cleared or its target is dead.
     pub(crate) fn read_cell(&self, cell: &WeakCell) -> usize {
-        let p = cell.target.load(Ordering::SeqCst);
         // SAFETY: a non-zero cell refers to an allocated object (module invariant).
-        if p == 0 || !unsafe { self.keep(p) } {
-            return 0;
-        }
-        if self.gate == Some(GATE_CLEARING) && cell.target.load(Ordering::SeqCst) != p {
-            // Cleared since (and perhaps resurrected for its finalizer since): dead.
-            return 0;
-        }
-        p
+        read_weak(self.gate, &cell.target, |p| unsafe { self.keep(p) })
     }
 
     /// Stores `new` into a slot with the flag already up: the hybrid barrier's greying of the old
@@ -164,6 +156,51 @@ impl WeakAccess<'_> {
         }
         slot.store(new, Ordering::Release);
     }
+}
+
+/// The reader's entry into a weak read: `None` if the barrier is off (no flag left up);
+/// otherwise raises `in_barrier`, waits out a closed gate (`wait(spins)`, flag down meanwhile) and
+/// returns the gate it saw with the flag up.
+pub(crate) fn enter_weak_read(
+    in_barrier: &AtomicBool,
+    barrier_on: &AtomicBool,
+    gate: &AtomicU32,
+    mut wait: impl FnMut(u32),
+) -> Option<u32> {
+    let mut spins = 0;
+    loop {
+        if !barrier_on.load(Ordering::SeqCst) {
+            return None;
+        }
+        in_barrier.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let g = gate.load(Ordering::SeqCst);
+        if !barrier_on.load(Ordering::SeqCst) {
+            // Marking ended meanwhile and the walk is done: cells hold only live targets.
+            in_barrier.store(false, Ordering::SeqCst);
+            return None;
+        }
+        if g != GATE_CLOSED {
+            return Some(g);
+        }
+        in_barrier.store(false, Ordering::SeqCst);
+        spins += 1;
+        wait(spins);
+    }
+}
+
+/// Reads a weak word under the gate `gate` (from [`enter_weak_read`]): `keep(p)` greys `p` while
+/// marking and says whether it is marked after. 0 if the word is cleared or its target dead.
+pub(crate) fn read_weak(gate: Option<u32>, word: &AtomicUsize, keep: impl Fn(usize) -> bool) -> usize {
+    let p = word.load(Ordering::SeqCst);
+    if p == 0 || !keep(p) {
+        return 0;
+    }
+    if gate == Some(GATE_CLEARING) && word.load(Ordering::SeqCst) != p {
+        // Cleared since (and perhaps resurrected for its finalizer since): dead.
+        return 0;
+    }
+    p
 }
 
 impl Drop for WeakAccess<'_> {
@@ -186,30 +223,16 @@ impl Collector {
 
     #[cold]
     fn weak_access_slow<'a>(&'a self, rec: &'a ThreadRecord) -> WeakAccess<'a> {
-        let flag = &rec.barrier.in_barrier;
         let mut waited: Option<std::time::Instant> = None;
-        let mut spins = 0;
-        loop {
-            flag.store(true, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            let gate = self.weak.gate.load(Ordering::SeqCst);
-            if !self.barrier_on.load(Ordering::SeqCst) {
-                // Marking ended meanwhile and the walk is done: cells hold only live targets.
-                flag.store(false, Ordering::SeqCst);
-                return WeakAccess { c: self, rec, gate: None };
-            }
-            if gate != GATE_CLOSED {
-                if let Some(t) = waited {
-                    // Waiting for the collector's round, as a scope entry waits for a claim.
-                    self.record_stall(crate::telemetry::stalls::StallCause::Handshake, t);
-                }
-                return WeakAccess { c: self, rec, gate: Some(gate) };
-            }
-            flag.store(false, Ordering::SeqCst);
+        let gate = enter_weak_read(&rec.barrier.in_barrier, &self.barrier_on, &self.weak.gate, |spins| {
             waited.get_or_insert_with(std::time::Instant::now);
-            spins += 1;
             crate::sync::spin_wait(spins);
+        });
+        if let Some(t) = waited {
+            // Waiting for the collector's round, as a scope entry waits for a claim.
+            self.record_stall(crate::telemetry::stalls::StallCause::Handshake, t);
         }
+        WeakAccess { c: self, rec, gate }
     }
 
     /// Queues a grey object from a weak read or a table store in the thread's ring.
