@@ -154,34 +154,28 @@ impl Table {
     }
 }
 
+/// Accessors for the variant an instruction knows an object to be.
+macro_rules! accessors {
+    ($($name:ident: $variant:ident => $t:ty, $what:literal;)*) => {$(
+        fn $name(o: &Obj) -> &$t {
+            match o {
+                Obj::$variant(x) => x,
+                _ => unreachable!(concat!("not ", $what)),
+            }
+        }
+    )*};
+}
+accessors! {
+    as_fn: Function => Function, "a function";
+    as_closure: Closure => Closure, "a closure";
+    as_class: Class => Class, "a class";
+    as_upvalue: Upvalue => Upvalue, "an upvalue";
+}
+
 fn as_str(o: &Obj) -> &str {
     match o {
         Obj::Str(x) => &x.chars,
         _ => unreachable!("not a string"),
-    }
-}
-fn as_fn(o: &Obj) -> &Function {
-    match o {
-        Obj::Function(f) => f,
-        _ => unreachable!("not a function"),
-    }
-}
-fn as_closure(o: &Obj) -> &Closure {
-    match o {
-        Obj::Closure(c) => c,
-        _ => unreachable!("not a closure"),
-    }
-}
-fn as_class(o: &Obj) -> &Class {
-    match o {
-        Obj::Class(c) => c,
-        _ => unreachable!("not a class"),
-    }
-}
-fn as_upvalue(o: &Obj) -> &Upvalue {
-    match o {
-        Obj::Upvalue(u) => u,
-        _ => unreachable!("not an upvalue"),
     }
 }
 
