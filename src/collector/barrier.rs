@@ -118,12 +118,29 @@ pub(crate) fn hybrid_store_word(
     slot: &AtomicPtr<u8>,
     new: *mut u8,
     decode: impl Fn(*mut u8) -> usize,
-    mut grey: impl FnMut(usize) -> Option<bool>,
-    mut queue: impl FnMut(usize),
+    grey: impl FnMut(usize) -> Option<bool>,
+    queue: impl FnMut(usize),
 ) {
     in_barrier.store(true, Ordering::SeqCst);
     // Store-then-load on both sides (Dekker): the fences order each side's store before its load.
     fence(Ordering::SeqCst);
+    shade_old_and_new(barrier_on, slot, new, decode, grey, queue);
+    slot.store(new, Ordering::Release);
+    in_barrier.store(false, Ordering::SeqCst);
+}
+
+/// The hybrid barrier's greying, for a caller whose `in_barrier` flag is already up (raised
+/// before this reads `barrier_on`): if the barrier is on, greys the objects of the word `slot`
+/// holds and of `new`, queueing those that need scanning. The caller then stores `new`.
+#[inline]
+pub(crate) fn shade_old_and_new(
+    barrier_on: &AtomicBool,
+    slot: &AtomicPtr<u8>,
+    new: *mut u8,
+    decode: impl Fn(*mut u8) -> usize,
+    mut grey: impl FnMut(usize) -> Option<bool>,
+    mut queue: impl FnMut(usize),
+) {
     if barrier_on.load(Ordering::SeqCst) {
         let old = slot.load(Ordering::Acquire);
         for p in [decode(old), decode(new)] {
@@ -132,8 +149,6 @@ pub(crate) fn hybrid_store_word(
             }
         }
     }
-    slot.store(new, Ordering::Release);
-    in_barrier.store(false, Ordering::SeqCst);
 }
 
 /// Turns the barrier flag off, then waits until no barrier (`rings`' flags) and no root operation
@@ -206,14 +221,19 @@ impl Collector {
             new,
             decode,
             |p| self.grey(p),
-            |p| {
-                if !rec.barrier.push(p) {
-                    self.flush_barrier(rec);
-                    let pushed = rec.barrier.push(p);
-                    debug_assert!(pushed);
-                }
-            },
+            |p| self.queue_grey(rec, p),
         );
+    }
+
+    /// Queues a grey object in the calling thread's ring (`rec` is its record), flushing the ring
+    /// to the shared queue first if it is full.
+    #[inline]
+    pub(crate) fn queue_grey(&self, rec: &ThreadRecord, p: usize) {
+        if !rec.barrier.push(p) {
+            self.flush_barrier(rec);
+            let pushed = rec.barrier.push(p);
+            debug_assert!(pushed);
+        }
     }
 
     /// Sets the mark bit of `payload`'s object. `None` if it was already marked; otherwise
@@ -236,6 +256,17 @@ impl Collector {
         Some(span.kind.scan())
     }
 
+    /// Greys the object at `payload` and, if it was white and needs scanning, queues it in the
+    /// shared injector; returns whether it queued it.
+    #[inline]
+    pub(crate) fn grey_to_injector(&self, payload: usize) -> bool {
+        let queued = self.grey(payload) == Some(true);
+        if queued {
+            self.mark.injector.push(Work::new(payload));
+        }
+        queued
+    }
+
     /// Moves a thread's queued grey objects to the shared mark queue; returns how many.
     pub(crate) fn flush_barrier(&self, rec: &ThreadRecord) -> usize {
         let n = rec.barrier.drain(|p| self.mark.injector.push(Work::new(p)));
@@ -252,11 +283,8 @@ impl Collector {
     pub(crate) fn shade_for_root(&self, payload: usize) {
         self.roots_in_flight.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.barrier_on.load(Ordering::SeqCst) {
-            if let Some(true) = self.grey(payload) {
-                self.mark.injector.push(Work::new(payload));
-                self.mark.wake_workers();
-            }
+        if self.barrier_on.load(Ordering::SeqCst) && self.grey_to_injector(payload) {
+            self.mark.wake_workers();
         }
         self.roots_in_flight.fetch_sub(1, Ordering::SeqCst);
     }

@@ -232,9 +232,7 @@ impl Collector {
         Telemetry::record_max(&self.telemetry.max_handshake_ns, st.trace.handshake);
         // C1: every store is barriered from here on. Grey the roots.
         self.roots.for_each(|p| {
-            if let Some(true) = self.grey(p) {
-                self.mark.injector.push(super::mark::Work::new(p));
-            }
+            self.grey_to_injector(p);
         });
         self.finalizer_roots();
         self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);

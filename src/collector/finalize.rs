@@ -92,9 +92,7 @@ impl Collector {
             }
         }
         for f in self.finalizers.ready.lock().iter() {
-            if let Some(true) = self.grey(f.obj) {
-                self.mark.injector.push(Work::new(f.obj));
-            }
+            self.grey_to_injector(f.obj);
         }
     }
 
@@ -132,8 +130,8 @@ impl Collector {
     /// The next ready finalizer, if any. Called by the finalizer thread inside a
     /// scope: the object is shaded before it leaves the queue (a root's removal).
     pub(crate) fn take_ready_finalizer(&self) -> Option<Finalizer> {
-        let front = self.finalizers.ready.lock().front().map(|f| f.obj)?;
-        self.shade_for_root(front);
-        self.finalizers.ready.lock().pop_front()
+        let mut ready = self.finalizers.ready.lock();
+        self.shade_for_root(ready.front()?.obj);
+        ready.pop_front()
     }
 }

@@ -42,7 +42,7 @@
 //!   an object that was marked in the last cycle or allocated since;
 //! - no weak read greys anything after a clean round (the gate).
 
-use super::mark::Work;
+use super::barrier::shade_old_and_new;
 use super::mutator::ThreadRecord;
 use super::Collector;
 use crate::collector::Tracer;
@@ -147,15 +147,36 @@ impl WeakAccess<'_> {
     /// # Safety
     /// `slot` is a value slot of this heap's table; `decode(new)` is 0 or an object of this heap.
     pub(crate) unsafe fn store(&self, slot: &AtomicPtr<u8>, new: *mut u8, decode: fn(*mut u8) -> usize) {
-        if self.gate.is_some() && self.c.barrier_on.load(Ordering::SeqCst) {
-            for p in [decode(slot.load(Ordering::Acquire)), decode(new)] {
-                if p != 0 && self.c.grey(p) == Some(true) {
-                    self.c.queue_grey(self.rec, p);
-                }
-            }
+        if self.gate.is_some() {
+            shade_old_and_new(
+                &self.c.barrier_on,
+                slot,
+                new,
+                decode,
+                |p| self.c.grey(p),
+                |p| self.c.queue_grey(self.rec, p),
+            );
         }
         slot.store(new, Ordering::Release);
     }
+}
+
+/// The table whose object's payload is at `addr`.
+///
+/// # Safety
+/// `addr` is listed in the registry's tables (the payload of an object whose first field is a
+/// `RawWeakTable`) and the object is still allocated.
+unsafe fn table_at<'a>(addr: usize) -> &'a RawWeakTable {
+    // SAFETY: forwarded from the caller.
+    unsafe { &*(addr as *const RawWeakTable) }
+}
+
+/// Keeps the addresses of `list` for which `keep` is true. The list is taken out while `keep`
+/// runs (it may be slow); addresses listed meanwhile (new, hence live) are kept.
+fn retain_listed(list: &Mutex<Vec<usize>>, mut keep: impl FnMut(usize) -> bool) {
+    let mut taken = std::mem::take(&mut *list.lock());
+    taken.retain(|&a| keep(a));
+    list.lock().append(&mut taken);
 }
 
 /// The reader's entry into a weak read: `None` if the barrier is off (no flag left up);
@@ -235,15 +256,6 @@ impl Collector {
         WeakAccess { c: self, rec, gate }
     }
 
-    /// Queues a grey object from a weak read or a table store in the thread's ring.
-    fn queue_grey(&self, rec: &ThreadRecord, p: usize) {
-        if !rec.barrier.push(p) {
-            self.flush_barrier(rec);
-            let pushed = rec.barrier.push(p);
-            debug_assert!(pushed);
-        }
-    }
-
     /// Whether the object at `payload` is marked.
     pub(crate) fn is_marked(&self, payload: usize) -> bool {
         let obj = payload - HEADER_SIZE;
@@ -262,54 +274,38 @@ impl Collector {
         self.weak.tables.lock().push(payload);
     }
 
-    /// Calls `f` with every listed table that is marked.
-    fn for_each_marked_table(&self, mut f: impl FnMut(&RawWeakTable)) {
+    /// Calls `f` with the value of every entry whose key is `live`, in every listed table that
+    /// is `live` (tables and keys are payload addresses).
+    fn for_each_ephemeron_value(&self, live: impl Fn(usize) -> bool, mut f: impl FnMut(usize)) {
         let tables = self.weak.tables.lock();
-        for &t in tables.iter() {
-            if self.is_marked(t) {
-                // SAFETY: listed tables are allocated until the walk unlists them, and a listed
-                // address is the payload of an object whose first field is a `RawWeakTable`.
-                f(unsafe { &*(t as *const RawWeakTable) });
+        for &t in tables.iter().filter(|&&t| live(t)) {
+            // SAFETY: listed tables are allocated until the walk unlists them.
+            let t = unsafe { table_at(t) };
+            for e in t.entries.lock().iter() {
+                let v = (t.decode)(e.value.load(Ordering::Acquire));
+                if v != 0 && live(e.key) {
+                    f(v);
+                }
             }
         }
     }
 
     /// Greys the value of every entry whose key is marked, in every marked table (one step of
-    /// ephemeron marking; a termination round runs it). Returns how many values it greyed.
-    pub(crate) fn ephemeron_scan(&self) -> usize {
-        let mut greyed = 0;
-        self.for_each_marked_table(|t| {
-            let entries = t.entries.lock();
-            for e in entries.iter() {
-                let v = (t.decode)(e.value.load(Ordering::Acquire));
-                if v != 0 && self.is_marked(e.key) {
-                    if let Some(scan) = self.grey(v) {
-                        greyed += 1;
-                        if scan {
-                            self.mark.injector.push(Work::new(v));
-                        }
-                    }
-                }
-            }
-        });
-        greyed
+    /// ephemeron marking; a termination round runs it, and sees what it greyed in its count).
+    pub(crate) fn ephemeron_scan(&self) {
+        self.for_each_ephemeron_value(
+            |p| self.is_marked(p),
+            |v| {
+                self.grey_to_injector(v);
+            },
+        );
     }
 
     /// The verifier's view of ephemerons: the values of entries whose key `reached`, in tables
-    /// that `reached`.
+    /// that `reached` (the verifier runs before the walk).
     pub(crate) fn ephemeron_values(&self, reached: impl Fn(usize) -> bool) -> Vec<usize> {
         let mut out = Vec::new();
-        let tables = self.weak.tables.lock();
-        for &t in tables.iter().filter(|&&t| reached(t)) {
-            // SAFETY: as in `for_each_marked_table` (the verifier runs before the walk).
-            let t = unsafe { &*(t as *const RawWeakTable) };
-            for e in t.entries.lock().iter() {
-                let v = (t.decode)(e.value.load(Ordering::Acquire));
-                if v != 0 && reached(e.key) {
-                    out.push(v);
-                }
-            }
-        }
+        self.for_each_ephemeron_value(reached, |v| out.push(v));
         out
     }
 
@@ -319,9 +315,7 @@ impl Collector {
     pub(crate) fn clear_weak(&self) -> (usize, usize) {
         debug_assert_eq!(self.weak.gate.load(Ordering::SeqCst), GATE_CLEARING);
         let mut cleared = 0;
-        // Cells registered meanwhile go to the emptied list; they are new and live.
-        let mut cells = std::mem::take(&mut *self.weak.cells.lock());
-        cells.retain(|&c| {
+        retain_listed(&self.weak.cells, |c| {
             if !self.is_marked(c) {
                 return false;
             }
@@ -334,22 +328,18 @@ impl Collector {
             }
             true
         });
-        self.weak.cells.lock().append(&mut cells);
         let mut removed = 0;
-        let mut tables = std::mem::take(&mut *self.weak.tables.lock());
-        tables.retain(|&t| {
+        retain_listed(&self.weak.tables, |t| {
             if !self.is_marked(t) {
                 return false;
             }
-            // SAFETY: as in `for_each_marked_table`.
-            let t = unsafe { &*(t as *const RawWeakTable) };
-            let mut entries = t.entries.lock();
+            // SAFETY: a listed table is allocated until this walk unlists it.
+            let mut entries = unsafe { table_at(t) }.entries.lock();
             let before = entries.len();
             entries.retain(|e| self.is_marked(e.key));
             removed += before - entries.len();
             true
         });
-        self.weak.tables.lock().append(&mut tables);
         (cleared, removed)
     }
 }
