@@ -11,6 +11,7 @@ use super::gc::{Gc, GcObject};
 use super::heap::{Heap, Shared};
 use super::scope::Scope;
 use crate::collector::finalize::Finalizer;
+use crate::collector::Collector;
 use crate::sync::Arc;
 use std::ptr::NonNull;
 
@@ -47,8 +48,8 @@ impl FinalizerThread {
     }
 
     /// Stops the thread and joins it (unless this is the thread: it dropped the last handle).
-    pub(crate) fn stop(&mut self, shared: &Shared) {
-        shared.collector.finalizers.signal.stop();
+    pub(crate) fn stop(&mut self, collector: &Collector) {
+        collector.finalizers.signal.stop();
         if let Some(h) = self.handle.take() {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();

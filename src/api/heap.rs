@@ -78,8 +78,7 @@ pub(crate) struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let mut f = std::mem::take(&mut self.finalizer);
-        f.stop(self);
+        self.finalizer.stop(&self.collector);
         if let Some(w) = self.workers.take() {
             if w.is_current() {
                 // A destructor running on a GC thread dropped the last handle (only possible

@@ -34,7 +34,6 @@ const NIL: usize = QNAN | 1;
 const FALSE: usize = QNAN | 2;
 const TRUE: usize = QNAN | 3;
 
-/// The object address a slot word refers to, or 0 (what the tracer and the barrier need).
 /// The word a slot holds for `value`: every NaN stored as the canonical one, a reference tagged
 /// with its provenance kept.
 #[inline]
@@ -76,7 +75,7 @@ pub(crate) unsafe fn read_word<'s, T: ?Sized + GcObject>(w: *mut u8) -> ValueRef
 /// The nil word.
 pub(crate) const NIL_WORD: *mut u8 = std::ptr::without_provenance_mut(NIL);
 
-/// The object address a slot's word refers to, or 0.
+/// The object address a slot word refers to, or 0 (what the tracer and the barrier need).
 #[inline(always)]
 pub(crate) fn decode(word: *mut u8) -> usize {
     let w = word.addr();

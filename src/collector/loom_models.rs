@@ -257,8 +257,9 @@ fn loom_barrier_straddling_the_end_of_marking() {
 
 /// A weak read racing with the end of marking: the weak reference's target `X` (whose one child
 /// is `Y`) is reachable only through the weak cell, and the reader keeps whatever the read
-/// returns (as a thread that goes on to store it into the heap). The collector runs termination rounds with the weak gate
-/// closed, the clearing walk, turns the barrier off and frees every unmarked object.
+/// returns (as a thread that goes on to store it into the heap). The collector runs termination
+/// rounds with the weak gate closed (a fence after closing it), the clearing walk, turns the
+/// barrier off and frees every unmarked object.
 ///
 /// Bugs it catches: the reader greying `X` after the round that declared marking done (without
 /// the gate: `X` is marked but never scanned, so `Y` is freed under it), or reading a
@@ -300,10 +301,7 @@ fn loom_weak_read_against_the_end_of_marking() {
         // The collector: up to two termination rounds behind the closed gate.
         let roots_in_flight = AtomicUsize::new(0);
         let mut clean = false;
-        let mut rounds = 0;
-        let drained = std::cell::Cell::new(false);
         for _ in 0..2 {
-            rounds += 1;
             gate.store(GATE_CLOSED, Ordering::SeqCst);
             loom::sync::atomic::fence(Ordering::SeqCst);
             let scanned = std::cell::Cell::new(false);
@@ -311,10 +309,7 @@ fn loom_weak_read_against_the_end_of_marking() {
                 &grey_events,
                 &roots_in_flight,
                 std::iter::once(&*ring),
-                |p| {
-                    scanned.set(scanned.get() | (p == X));
-                    drained.set(true);
-                },
+                |p| scanned.set(scanned.get() | (p == X)),
                 || {
                     // The marker scans X: its child Y.
                     if scanned.get() && marks.grey(Y, false).is_some() {
@@ -339,7 +334,7 @@ fn loom_weak_read_against_the_end_of_marking() {
             let got = reader.join().unwrap();
             assert!(
                 !(got == X && (x_freed || y_freed)),
-                "a weak read handed out an object the sweep frees (or whose child it frees): x_freed {x_freed} y_freed {y_freed} rounds {rounds} drained {}", drained.get()
+                "a weak read handed out an object the sweep frees (or whose child it frees): x_freed {x_freed} y_freed {y_freed}"
             );
         } else {
             // The reader kept the round dirty twice: marking goes on; the read was shaded.
