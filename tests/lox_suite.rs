@@ -84,12 +84,7 @@ fn parse_expectations(source: &str) -> Expect {
 fn run_one(path: &Path, stress: bool) -> Result<(), String> {
     let source = std::fs::read_to_string(path).unwrap();
     let expect = parse_expectations(&source);
-    let (heap, opts) = if stress {
-        let heap = lowpause::Heap::builder().workers(0).verify(true).build().unwrap();
-        (heap, interp::Options { batch: 1, collect_every_batch: true })
-    } else {
-        (lowpause::Heap::new(), interp::Options::default())
-    };
+    let (heap, opts) = interp::setup(stress);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = interp::run(&heap, &source, opts, &mut out, &mut err);
     let out = String::from_utf8(out).unwrap();

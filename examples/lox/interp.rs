@@ -1033,14 +1033,7 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
             self.function(FnKind::Function);
             self.define_variable(global);
         } else if self.matches(T::Var) {
-            let global = self.parse_variable("Expect variable name.");
-            if self.matches(T::Equal) {
-                self.expression();
-            } else {
-                self.emit(op::NIL);
-            }
-            self.consume(T::Semicolon, "Expect ';' after variable declaration.");
-            self.define_variable(global);
+            self.var_declaration();
         } else {
             self.statement();
         }
@@ -1181,10 +1174,23 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
             self.block();
             self.end_scope();
         } else {
-            self.expression();
-            self.consume(T::Semicolon, "Expect ';' after expression.");
-            self.emit(op::POP);
+            self.expression_statement();
         }
+    }
+    fn var_declaration(&mut self) {
+        let global = self.parse_variable("Expect variable name.");
+        if self.matches(T::Equal) {
+            self.expression();
+        } else {
+            self.emit(op::NIL);
+        }
+        self.consume(T::Semicolon, "Expect ';' after variable declaration.");
+        self.define_variable(global);
+    }
+    fn expression_statement(&mut self) {
+        self.expression();
+        self.consume(T::Semicolon, "Expect ';' after expression.");
+        self.emit(op::POP);
     }
     fn for_statement(&mut self) {
         self.begin_scope();
@@ -1192,18 +1198,9 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         if self.matches(T::Semicolon) {
             // No initializer.
         } else if self.matches(T::Var) {
-            let global = self.parse_variable("Expect variable name.");
-            if self.matches(T::Equal) {
-                self.expression();
-            } else {
-                self.emit(op::NIL);
-            }
-            self.consume(T::Semicolon, "Expect ';' after variable declaration.");
-            self.define_variable(global);
+            self.var_declaration();
         } else {
-            self.expression();
-            self.consume(T::Semicolon, "Expect ';' after expression.");
-            self.emit(op::POP);
+            self.expression_statement();
         }
         let mut start = self.f().code.len();
         let mut exit = None;
@@ -1277,6 +1274,17 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options { batch: BATCH, collect_every_batch: false }
+    }
+}
+
+/// The heap and options of a run: the default heap, or for the stress mode a synchronous heap
+/// with the checkmark verifier on, one instruction per scope and a full collection between scopes.
+pub fn setup(stress: bool) -> (Heap, Options) {
+    if stress {
+        let heap = Heap::builder().workers(0).verify(true).build().expect("lowpause: heap");
+        (heap, Options { batch: 1, collect_every_batch: true })
+    } else {
+        (Heap::new(), Options::default())
     }
 }
 
@@ -1583,30 +1591,14 @@ impl Vm {
                 }
                 op::GET_UPVALUE => {
                     let i = byte!() as usize;
-                    let ups = as_closure(Gc::as_scoped(cur.closure)).upvalues.get(s).unwrap();
-                    let up = ups[i].get(s).unwrap();
-                    let u = as_upvalue(Gc::as_scoped(up));
-                    let slot = u.slot.load(Ordering::Relaxed);
-                    push!(if slot == CLOSED { u.closed.get(s) } else { stack[slot].get(s) });
+                    push!(upvalue_variable(s, cur.closure, stack, i).get(s));
                 }
                 op::SET_UPVALUE => {
                     let i = byte!() as usize;
-                    let ups = as_closure(Gc::as_scoped(cur.closure)).upvalues.get(s).unwrap();
-                    let up = ups[i].get(s).unwrap();
-                    let u = as_upvalue(Gc::as_scoped(up));
-                    let slot = u.slot.load(Ordering::Relaxed);
-                    if slot == CLOSED {
-                        u.closed.set(s, peek!(0));
-                    } else {
-                        stack[slot].set(s, peek!(0));
-                    }
+                    upvalue_variable(s, cur.closure, stack, i).set(s, peek!(0));
                 }
                 op::GET_PROPERTY => {
-                    let inst = match peek!(0) {
-                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
-                        _ => fail!("Only instances have properties."),
-                    };
-                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    let Some(i) = as_instance(peek!(0)) else { fail!("Only instances have properties.") };
                     let name = string!();
                     if let Some(v) = i.fields.get(s, name) {
                         sp -= 1;
@@ -1616,11 +1608,7 @@ impl Vm {
                     }
                 }
                 op::SET_PROPERTY => {
-                    let inst = match peek!(1) {
-                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
-                        _ => fail!("Only instances have fields."),
-                    };
-                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    let Some(i) = as_instance(peek!(1)) else { fail!("Only instances have fields.") };
                     let name = string!();
                     let v = pop!();
                     i.fields.set(s, name, v);
@@ -1711,11 +1699,7 @@ impl Vm {
                 op::INVOKE => {
                     let name = string!();
                     let argc = byte!() as usize;
-                    let inst = match peek!(argc) {
-                        ValueRef::Object(o) if matches!(&*o, Obj::Instance(_)) => o,
-                        _ => fail!("Only instances have methods."),
-                    };
-                    let Obj::Instance(i) = Gc::as_scoped(inst) else { unreachable!() };
+                    let Some(i) = as_instance(peek!(argc)) else { fail!("Only instances have methods.") };
                     if let Some(v) = i.fields.get(s, name) {
                         stack[sp - argc - 1].set(s, v);
                         call_value!(v, argc);
@@ -1852,6 +1836,28 @@ fn close_upvalues(s: &Scope<'_>, st: &VmState, stack: &[Value<Obj>], last: usize
         up.closed.set(s, stack[slot].get(s));
         up.slot.store(CLOSED, Ordering::Relaxed);
         st.open_upvalues.set(s, up.next.get(s));
+    }
+}
+
+/// The instance `v` refers to, if it refers to one.
+fn as_instance<'s>(v: V<'s>) -> Option<&'s Instance> {
+    match v {
+        ValueRef::Object(o) => match Gc::as_scoped(o) {
+            Obj::Instance(i) => Some(i),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Where upvalue `i` of `closure` keeps its variable: the stack slot while open, its own slot
+/// once closed.
+fn upvalue_variable<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, stack: &'s [Value<Obj>], i: usize) -> &'s Value<Obj> {
+    let ups = as_closure(Gc::as_scoped(closure)).upvalues.get(s).unwrap();
+    let u = as_upvalue(Gc::as_scoped(ups[i].get(s).unwrap()));
+    match u.slot.load(Ordering::Relaxed) {
+        CLOSED => &u.closed,
+        slot => &stack[slot],
     }
 }
 

@@ -38,12 +38,7 @@ fn main() {
             std::process::exit(74);
         }
     };
-    let (heap, opts) = if stress {
-        let heap = lowpause::Heap::builder().workers(0).verify(true).build().expect("heap");
-        (heap, interp::Options { batch: 1, collect_every_batch: true })
-    } else {
-        (lowpause::Heap::new(), interp::Options::default())
-    };
+    let (heap, opts) = interp::setup(stress);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let code = interp::run(&heap, &source, opts, &mut out, &mut std::io::stderr());
