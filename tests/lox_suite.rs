@@ -10,17 +10,23 @@
 #[path = "../examples/lox/interp.rs"]
 mod interp;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Files the suite must have: every `.lox` file except `scanning/` and `expressions/`.
 const EXPECTED_FILES: usize = 246;
 
-fn suite_dir() -> Option<PathBuf> {
+/// The suite's folder (`$LOX_TESTS`, else `../shared/lox-tests`), or the path that is missing.
+fn suite_dir() -> Result<PathBuf, PathBuf> {
     let dir = match std::env::var_os("LOX_TESTS") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lox-tests"),
     };
-    dir.is_dir().then_some(dir)
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(dir)
+    }
 }
 
 fn collect(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
@@ -126,14 +132,24 @@ fn run_one(path: &Path, stress: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes to stderr past the test harness's capture (it captures only the print macros), so the
+/// counts and a skip show in every run, not only with `--nocapture`.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn run_suite(stress: bool) {
     let mode = if stress { "stress mode (collect at every scope boundary, verify on)" } else { "normal mode" };
-    let Some(dir) = suite_dir() else {
-        eprintln!(
-            "SKIPPED the Lox suite ({mode}): neither $LOX_TESTS nor ../shared/lox-tests exists, so no Lox \
-             test ran"
-        );
-        return;
+    let dir = match suite_dir() {
+        Ok(dir) => dir,
+        Err(missing) => {
+            report(&format!(
+                "SKIPPED the Lox suite ({mode}): {} is not a folder (set LOX_TESTS to the suite), so no \
+                 Lox test ran",
+                missing.display()
+            ));
+            return;
+        }
     };
     let mut files = Vec::new();
     collect(&dir, &dir, &mut files);
@@ -145,15 +161,15 @@ fn run_suite(stress: bool) {
         }
     }
     let passed = files.len() - failed.len();
-    eprintln!(
+    report(&format!(
         "Lox suite, {mode}: {passed} passed, {} failed, of {} files in {:.1} s ({})",
         failed.len(),
         files.len(),
         started.elapsed().as_secs_f64(),
         dir.display()
-    );
+    ));
     for f in &failed {
-        eprintln!("  FAILED {f}");
+        report(&format!("  FAILED {f}"));
     }
     assert!(failed.is_empty(), "{} Lox tests failed", failed.len());
     assert_eq!(files.len(), EXPECTED_FILES, "the suite should have {EXPECTED_FILES} applicable files");
