@@ -14,9 +14,14 @@
 //!
 //! Invariant kept here: `info` and `len` never change while the object is reachable. (The one write
 //! after publication-time is `len = 0` by a panicking slice initializer, on an object nobody else
-//! has seen.)
+//! has seen.) Once an object is dead, its `info` word moves through the deferred-drop states of
+//! sweep.rs — the object's own info, then [`PENDING_DROP`] while its drop glue waits in the drop
+//! queue, then [`DROPPED`] once it ran — always with atomic accesses ([`Header::info_word`]),
+//! because the sweeper and the thread running the drop glue touch it concurrently.
 
 use crate::collector::Tracer;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Bytes before the payload.
 pub(crate) const HEADER_SIZE: usize = 16;
@@ -36,8 +41,13 @@ pub(crate) struct TypeInfo {
     pub(crate) needs_trace: bool,
     /// Whether the payload has drop glue.
     pub(crate) needs_drop: bool,
-    /// Visits the GC references of `len` elements at `payload`.
-    pub(crate) trace: unsafe fn(payload: *const u8, len: usize, tracer: &mut Tracer<'_>),
+    /// What the type is to the weak-reference machinery (`Trace::__WEAK_KIND`): 0 an ordinary
+    /// object, [`WEAK_CELL`] or [`WEAK_TABLE`]. Read by the verifier and by `set_finalizer`.
+    pub(crate) weak_kind: u8,
+    /// Visits the GC references of `len` elements at `payload`; `Err` carries the payload of a
+    /// panic of the type's `Trace::trace`, caught here so that it never unwinds into the
+    /// collector.
+    pub(crate) trace: unsafe fn(payload: *const u8, len: usize, tracer: &mut Tracer<'_>) -> TraceResult,
     /// Runs the drop glue of `len` elements at `payload`.
     pub(crate) drop: unsafe fn(payload: *mut u8, len: usize),
 }
@@ -51,6 +61,7 @@ impl TypeInfo {
             size: std::mem::size_of::<T>(),
             needs_trace: T::NEEDS_TRACE,
             needs_drop: std::mem::needs_drop::<T>(),
+            weak_kind: T::__WEAK_KIND,
             trace: trace_elems::<T>,
             drop: drop_elems::<T>,
         }
@@ -64,13 +75,54 @@ impl TypeInfo {
     }
 }
 
+/// What tracing an object gives: `Err` with the payload of a panic in its `Trace::trace`.
+pub(crate) type TraceResult = Result<(), Box<dyn Any + Send>>;
+
+/// `TypeInfo::weak_kind` of a weak reference's cell.
+pub(crate) const WEAK_CELL: u8 = 1;
+/// `TypeInfo::weak_kind` of an ephemeron table.
+pub(crate) const WEAK_TABLE: u8 = 2;
+
 /// # Safety
 /// `payload` points to `len` initialised `T`s that stay alive for the call.
-unsafe fn trace_elems<T: crate::Trace>(payload: *const u8, len: usize, tracer: &mut Tracer<'_>) {
+unsafe fn trace_elems<T: crate::Trace>(payload: *const u8, len: usize, tracer: &mut Tracer<'_>) -> TraceResult {
     // SAFETY: the caller guarantees `len` initialised `T`s at `payload`.
     let elems = unsafe { std::slice::from_raw_parts(payload as *const T, len) };
-    for e in elems {
-        e.trace(tracer);
+    // A panicking `trace` is user code failing inside the collector: it is caught here, once per
+    // object (the landing pad costs nothing until a panic), and the caller decides what the
+    // failure means (marking: the cycle frees nothing; clearing: the object is leaked).
+    catch_unwind(AssertUnwindSafe(|| {
+        for e in elems {
+            e.trace(tracer);
+        }
+    }))
+}
+
+/// What a dead object's `info` word holds while its drop glue waits in the drop queue: nothing
+/// to trace, nothing to drop, and a sweep keeps the slot allocated.
+pub(crate) static PENDING_DROP: TypeInfo = TypeInfo::inert(|| "(a dead object waiting for its drop glue)");
+/// What a dead object's `info` word holds once its drop glue ran: the next sweep frees the slot.
+pub(crate) static DROPPED: TypeInfo = TypeInfo::inert(|| "(a dead object whose drop glue ran)");
+
+impl TypeInfo {
+    /// An info with nothing to trace or drop, for the deferred-drop states.
+    const fn inert(name: fn() -> &'static str) -> TypeInfo {
+        /// Nothing to trace.
+        unsafe fn no_trace(_: *const u8, _: usize, _: &mut Tracer<'_>) -> TraceResult {
+            Ok(())
+        }
+        /// Nothing to drop.
+        unsafe fn no_drop(_: *mut u8, _: usize) {}
+        TypeInfo {
+            name,
+            size: 0,
+            slice: false,
+            needs_trace: false,
+            needs_drop: false,
+            weak_kind: 0,
+            trace: no_trace,
+            drop: no_drop,
+        }
     }
 }
 
@@ -99,6 +151,18 @@ impl Header {
     pub(crate) unsafe fn of<'a>(payload: usize) -> &'a Header {
         // SAFETY: by the caller's guarantee, a written header lies HEADER_SIZE bytes before.
         unsafe { &*((payload - HEADER_SIZE) as *const Header) }
+    }
+
+    /// The `info` word of the object starting at `obj`, for atomic access (the deferred-drop
+    /// states: see the module docs).
+    ///
+    /// # Safety
+    /// `obj` is the start of an allocated object whose header has been written.
+    #[inline]
+    pub(crate) unsafe fn info_word<'a>(obj: usize) -> &'a std::sync::atomic::AtomicPtr<TypeInfo> {
+        // SAFETY: the header's first word is the `&'static TypeInfo`, pointer-sized and aligned,
+        // which an `AtomicPtr` may view; every access during the deferred-drop states is atomic.
+        unsafe { &*(obj as *const std::sync::atomic::AtomicPtr<TypeInfo>) }
     }
 
     /// Bytes the object occupies, header included (before rounding up to its slot).

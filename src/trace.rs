@@ -16,12 +16,34 @@ use crate::collector::Tracer;
 /// A type the collector can trace: it visits every GC reference the value holds.
 ///
 /// Derive it: `#[derive(Trace)]` visits every field and computes [`Trace::NEEDS_TRACE`]. Types
-/// whose constant is false are allocated in no-scan spans and never traced.
+/// whose constant is false are allocated in no-scan spans and never traced. A hand-written impl is
+/// `unsafe` because the collector frees whatever it is not shown; the rules below are everything
+/// it relies on.
 ///
 /// # Safety
-/// `trace` must visit every [`Member`](crate::Member) (and every other GC reference) reachable
-/// through `&self` without going through another heap object, and `NEEDS_TRACE` may be false only
-/// if there is none. A reference left unvisited may be freed while still in use.
+/// An implementation must keep every one of these rules:
+///
+/// 1. **Visit every reference.** `trace` calls `trace` on every [`Member`](crate::Member),
+///    [`Value`](crate::Value), [`WeakMember`](crate::WeakMember) and [`GcVec`](crate::GcVec)
+///    (and every other value whose `Trace` visits references) reachable through `&self` without
+///    going through another heap object, each time it is called; `NEEDS_TRACE` may be false only
+///    if there is none. A reference left unvisited may be freed while still in use.
+/// 2. **No `&mut` to a reference through `&self`.** A GC reference may not sit where shared
+///    access can reach a mutable one: not inside a `Mutex`, `RwLock`, `RefCell`, `Cell`,
+///    `UnsafeCell`, `OnceLock` or any other interior-mutability container, however it is traced.
+///    `mem::swap` or `mem::replace` through such a `&mut` moves a reference past the write
+///    barrier, and the collector frees an object that is still reachable. (This is why the std
+///    containers and locks implement `Trace` only for [`Leaf`] contents.) Mutate references with
+///    their own barriered methods (`Member::set`, `Value::set`, `GcVec`).
+/// 3. **No panic.** The collector contains one — a panicking `trace` makes the cycle free nothing
+///    and is reported on stderr with the type's name and counted in
+///    [`Stats::failed_cycles`](crate::Stats::failed_cycles) — but every cycle fails the same way
+///    while such an object is reachable, so nothing is ever freed.
+/// 4. **No blocking and no heap use.** `trace` runs on the collector's threads and inside the
+///    allocations of other threads (mark assists); it must not block, wait for another thread or
+///    take a lock another thread may hold while it allocates, and it must not attach, open a
+///    scope or collect (the crate refuses those with a panic, which rule 3 then contains).
+/// 5. **Do not set `__WEAK_KIND`.** It is the crate's own mark of its weak-reference types.
 ///
 /// ```
 /// use lowpause::{Heap, Member, Trace};
@@ -43,6 +65,11 @@ use crate::collector::Tracer;
 pub unsafe trait Trace {
     /// Whether values of the type can hold GC references (false: never traced).
     const NEEDS_TRACE: bool;
+
+    /// The crate's own weak-reference types mark themselves here (the verifier checks that every
+    /// one it reaches is listed with the collector). Not part of the API: leave the default.
+    #[doc(hidden)]
+    const __WEAK_KIND: u8 = 0;
 
     /// Visits every GC reference of `self`, by calling `trace` on each field that may hold one.
     fn trace(&self, tracer: &mut Tracer<'_>);

@@ -146,7 +146,7 @@ fn scope_and_attach_from_drop_glue_panic() {
     seen.sort();
     assert_eq!(seen.len(), 2);
     assert!(seen[0].contains("Heap::attach called from the drop glue"), "{seen:?}");
-    assert!(seen[1].contains("Mutator::scope entered from the drop glue"), "{seen:?}");
+    assert!(seen[1].contains("Mutator::scope called from the drop glue"), "{seen:?}");
     assert_heap_usable(&heap, &mut m);
     THREAD_MUTATOR.with(|t| t.borrow_mut().take());
 }

@@ -250,11 +250,14 @@ fn a_finalizer_runs_once_sees_what_its_object_reaches_and_may_resurrect_it() {
             let f = s.alloc(Finalizable { id: 9, child: Member::null() });
             f.child.set(s, Some(s.alloc(Obj::new(10))));
             let (runs, saved) = (runs.clone(), saved.clone());
-            s.set_finalizer(f, move |s, obj| {
-                assert_eq!(obj.id, 9);
-                obj.child.get(s).expect("the finalizer's object lost its child").assert_alive();
-                runs.fetch_add(1, Ordering::SeqCst);
-                saved.get(s).set(s, Some(obj)); // resurrect
+            s.set_finalizer(f, move |heap, obj| {
+                heap.attach().scope(|s| {
+                    let obj = obj.get(s);
+                    assert_eq!(obj.id, 9);
+                    obj.child.get(s).expect("the finalizer's object lost its child").assert_alive();
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    saved.get(s).set(s, Some(obj)); // resurrect
+                })
             });
             Weak::new(s, f)
         });

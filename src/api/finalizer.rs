@@ -1,22 +1,27 @@
 //! Finalizers: `Scope::set_finalizer`, and the heap's finalizer thread that runs them.
 //!
 //! The collector decides when a finalizer is ready (collector/finalize.rs); this layer keeps the
-//! closures (opaque to the collector) and runs each once on a thread of its own, started with
-//! the first finalizer: it waits without holding the heap, and when woken attaches, runs every
-//! ready finalizer in a scope of its own, and detaches. Running finalizers off the allocating
-//! threads means a finalizer never observes, or deadlocks on, the state of the code whose
-//! allocation ended the cycle.
+//! closures (opaque to the collector) and runs each once on a thread of its own, started with the
+//! first finalizer. The thread waits without holding the heap; when woken it takes each ready
+//! finalizer with its object rooted and runs it *outside every scope* and unattached, handing it
+//! the heap and a `Root` of the object. So a finalizer that blocks (or waits for another thread
+//! that collects) delays the finalizers behind it, never a cycle; and running finalizers off the
+//! allocating threads means a finalizer never observes, or deadlocks on, the state of the code
+//! whose allocation ended the cycle. A panicking finalizer is contained (payload included) and
+//! counted, and the thread goes on.
 
 use super::gc::{Gc, GcObject};
 use super::heap::{Heap, Shared};
+use super::root::Root;
 use super::scope::Scope;
+use crate::collector::context;
 use crate::collector::finalize::Finalizer;
 use crate::collector::Collector;
-use crate::sync::Arc;
-use std::ptr::NonNull;
+use crate::object::{Header, WEAK_TABLE};
+use crate::sync::{Arc, Ordering};
 
-/// A finalizer as stored: the object's payload address is passed back in.
-type FinalizerFn = Box<dyn for<'a> FnOnce(&Scope<'a>, usize) + Send>;
+/// A finalizer as stored: it gets the heap, the object's payload address and its root slot.
+type FinalizerFn = Box<dyn FnOnce(&Heap, usize, u32) + Send>;
 
 /// The finalizer thread's handle, kept in [`Shared`].
 #[derive(Default)]
@@ -58,20 +63,20 @@ impl FinalizerThread {
     }
 }
 
-/// Runs every ready finalizer, each in a scope of its own.
+/// Runs every ready finalizer, outside every scope. Nothing a finalizer does can end the loop.
 fn run_ready(heap: &Heap) {
-    let mut m = heap.attach();
-    loop {
-        let ran = m.scope(|s| {
-            let Some(f) = s.collector().take_ready_finalizer() else { return false };
-            let run = f.run.downcast::<FinalizerFn>().expect("lowpause: a finalizer of another type");
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s, f.obj))).is_err() {
-                eprintln!("lowpause: a finalizer panicked (the panic was contained)");
-            }
-            true
+    let c = &heap.inner.collector;
+    while let Some((f, slot)) = c.take_ready_finalizer() {
+        let Finalizer { obj, run } = f;
+        let r = context::contain(move || match run.downcast::<FinalizerFn>() {
+            Ok(run) => run(heap, obj, slot),
+            Err(_) => unreachable!("lowpause: a finalizer of another type"),
         });
-        if !ran {
-            return;
+        if let Err(msg) = r {
+            c.telemetry.finalizer_panics.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "lowpause: a finalizer panicked ({msg}); the panic was contained and the other finalizers still run"
+            );
         }
     }
 }
@@ -80,15 +85,25 @@ impl<'s> Scope<'s> {
     /// Runs `finalizer` once `obj` has become unreachable, as Go's `runtime.SetFinalizer`.
     ///
     /// The object, and everything it refers to, is kept for one more cycle; then `finalizer`
-    /// runs once, on the heap's finalizer thread inside a scope of its own, with the object as a
-    /// `Gc`. It may store the object somewhere reachable again (resurrection); otherwise a later
-    /// cycle frees it (without running the finalizer again). Weak references to the object are
-    /// cleared before the finalizer runs. Finalizers run in no particular order, and not at all
-    /// if the heap is dropped first. An object reachable from what it refers to (a cycle through
-    /// it) is never finalized, and a finalizer that captures a [`Root`](crate::Root) of its own
-    /// heap keeps that heap alive.
+    /// runs once, on the heap's finalizer thread, with the heap and a [`Root`] of the object.
+    /// It runs outside every scope, on a thread that is not attached: open one with
+    /// `heap.attach()` and `scope` to read the object. It may keep the object (hold on to the
+    /// root, or store the object somewhere reachable: resurrection); otherwise a later cycle frees
+    /// it, without running the finalizer again. Weak references to the object are cleared before
+    /// the finalizer runs. Finalizers run one at a time in no particular order, and not at all if
+    /// the heap is dropped first. An object reachable from what it refers to (a cycle through
+    /// it) is never finalized, and a finalizer that captures a [`Root`] or a
+    /// [`Heap`] of its own heap keeps that heap alive.
     ///
-    /// A panicking finalizer is reported on stderr and does not stop the others.
+    /// A finalizer may block or wait for other threads: that delays only the finalizers behind
+    /// it, never a collection (`collect` does not wait for finalizers). A panicking finalizer is
+    /// reported on stderr, counted in [`Stats::finalizer_panics`](crate::Stats::finalizer_panics),
+    /// and does not stop the others.
+    ///
+    /// # Panics
+    /// If `obj` is a [`WeakTable`](crate::WeakTable): a table's values are kept only while the
+    /// table itself is reachable, so a resurrected table could not keep them. Put the table in a
+    /// field of an object and set the finalizer on that object.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,8 +113,10 @@ impl<'s> Scope<'s> {
     /// let seen = Arc::new(AtomicUsize::new(0));
     /// m.scope(|s| {
     ///     let seen = seen.clone();
-    ///     s.set_finalizer(s.alloc(42u64), move |_s, obj| {
-    ///         seen.store(*obj as usize, Ordering::SeqCst);
+    ///     s.set_finalizer(s.alloc(42u64), move |heap, obj| {
+    ///         let mut m = heap.attach(); // the finalizer thread is not attached: attach to read
+    ///         let v = m.scope(|s| *obj.get(s));
+    ///         seen.store(v as usize, Ordering::SeqCst);
     ///     });
     /// });
     /// while seen.load(Ordering::SeqCst) == 0 {
@@ -111,17 +128,26 @@ impl<'s> Scope<'s> {
     pub fn set_finalizer<T: ?Sized + GcObject>(
         &self,
         obj: Gc<'s, T>,
-        finalizer: impl for<'a> FnOnce(&Scope<'a>, Gc<'a, T>) + Send + 'static,
+        finalizer: impl FnOnce(&Heap, Root<T>) + Send + 'static,
     ) {
-        let run: FinalizerFn = Box::new(move |s, payload| {
+        let payload = obj.payload().as_ptr() as usize;
+        // SAFETY: `obj` is an initialised object of this scope's heap.
+        if unsafe { Header::of(payload) }.info.weak_kind == WEAK_TABLE {
+            panic!(
+                "lowpause: Scope::set_finalizer on a WeakTable is refused: a table's values are kept \
+                 only while the table itself is reachable, so a finalizer could not resurrect them; \
+                 put the table in a field of an object and set the finalizer on that object"
+            );
+        }
+        let run: FinalizerFn = Box::new(move |heap: &Heap, payload, slot| {
             // SAFETY: `payload` is the object this finalizer was registered for, a `T` of this
-            // heap; the collector kept it (a ready object is a root, shaded when taken), so it
-            // stays allocated for this scope.
-            let obj = unsafe { Gc::from_payload(NonNull::new_unchecked(payload as *mut u8)) };
-            finalizer(s, obj)
+            // heap, and `slot` the root-table slot the collector rooted it in (taking it off the
+            // ready queue); the root takes the slot over.
+            let root = unsafe { Root::from_slot(&heap.inner, slot, payload) };
+            finalizer(heap, root)
         });
         let shared = self.shared();
         shared.finalizer.start(shared);
-        self.collector().add_finalizer(Finalizer { obj: obj.payload().as_ptr() as usize, run: Box::new(run) });
+        self.collector().add_finalizer(Finalizer { obj: payload, run: Box::new(run) });
     }
 }

@@ -146,8 +146,8 @@ impl<T: ?Sized + GcObject> Member<T> {
 fn off_heap(addr: usize, kind: &str, op: &str) -> ! {
     panic!(
         "lowpause: {kind}::{op} on a {kind} at {addr:#x}, which is not inside this scope's heap. \
-         A {kind} works only as a field of an object allocated in the heap whose scope is passed: \
-         not on the stack, not in a Box, and not through another heap's scope"
+         A {kind} works only inside an object allocated in the heap whose scope is passed: not on \
+         the stack, not in a Box, and not through another heap's scope"
     )
 }
 
@@ -156,7 +156,10 @@ unsafe impl<T: ?Sized + GcObject> Trace for Member<T> {
     const NEEDS_TRACE: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer<'_>) {
-        tracer.__edge(&self.ptr);
+        // SAFETY: the member lies in a heap object being traced (a `Member` is used only as a
+        // field of one: every use checks it), and holds null or an object of that heap (only
+        // `set` writes it, from a `Gc` of the member's own heap).
+        unsafe { tracer.edge(&self.ptr) };
     }
 }
 

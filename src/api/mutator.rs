@@ -2,8 +2,9 @@
 
 use super::heap::Shared;
 use super::scope::Scope;
+use crate::collector::context::{self, ScopeGuard, UserCode};
 use crate::collector::mutator::ThreadRecord;
-use crate::collector::{sweep, Collector};
+use crate::collector::Collector;
 use crate::sync::Arc;
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -35,12 +36,8 @@ pub struct Mutator {
 
 impl Mutator {
     pub(crate) fn new(shared: Arc<Shared>) -> Mutator {
-        if sweep::in_drop_glue() {
-            panic!(
-                "lowpause: Heap::attach called from the drop glue of a GC object; destructors of \
-                 heap objects run outside every scope and may not use a heap: do that work before \
-                 the object dies, or send it to another thread"
-            );
+        if let Some(code) = context::user_code() {
+            refused("Heap::attach", code);
         }
         let key = Arc::as_ptr(&shared) as usize;
         ATTACHED.with(|a| {
@@ -92,26 +89,24 @@ impl Mutator {
     /// }
     /// ```
     pub fn scope<R>(&mut self, f: impl for<'s> FnOnce(&Scope<'s>) -> R) -> R {
-        if sweep::in_drop_glue() {
-            panic!(
-                "lowpause: Mutator::scope entered from the drop glue of a GC object; destructors \
-                 of heap objects run outside every scope and may not use the heap: do that work \
-                 before the object dies, or queue it and run it from an ordinary scope"
-            );
+        if let Some(code) = context::user_code() {
+            refused("Mutator::scope", code);
         }
         let collector = &*self.shared.collector;
         collector.check_failure();
         collector.enter(&self.rec);
         /// Leaves the scope on every exit path, unwinding included.
-        struct Exit<'a>(&'a Collector, &'a ThreadRecord);
+        struct Exit<'a>(&'a Collector, &'a ThreadRecord, Option<ScopeGuard>);
         impl Drop for Exit<'_> {
             fn drop(&mut self) {
+                // The thread is outside this scope from here (it may run drop glue below).
+                self.2.take();
                 // SAFETY: constructed right after `enter` on this thread's own record, and
                 // dropped exactly once at the end of the scope.
                 unsafe { self.0.exit(self.1) };
             }
         }
-        let exit = Exit(collector, &self.rec);
+        let exit = Exit(collector, &self.rec, Some(ScopeGuard::enter()));
         let r = f(&Scope::new(&self.shared, &self.rec));
         drop(exit);
         r
@@ -122,11 +117,15 @@ impl Mutator {
     /// before returning.
     ///
     /// It waits for every other attached thread to reach its next scope boundary (threads outside
-    /// every scope do not delay it), and it cannot be called inside a scope: `scope` borrows the
-    /// `Mutator`.
+    /// every scope do not delay it), and it cannot be called inside a scope of this heap (`scope`
+    /// borrows the `Mutator`). The drop glue of the objects this cycle finds dead has run when it
+    /// returns (on this thread, or on the heap's drop thread, which it then waits for);
+    /// finalizers run later on their own thread, and `collect` does not wait for them.
     ///
     /// # Panics
-    /// If verification mode found a collector bug.
+    /// If verification mode found a collector bug; if called inside a scope of any heap (a
+    /// thread waiting here could not answer its own heap's cycle: two threads doing this to each
+    /// other's heaps would hang); and if called from drop glue or a `Trace` impl.
     ///
     /// ```
     /// let heap = lowpause::Heap::new();
@@ -136,6 +135,7 @@ impl Mutator {
     /// assert_eq!(heap.stats().freed_objects, 1);
     /// ```
     pub fn collect(&mut self) {
+        check_may_wait("Mutator::collect");
         self.shared.collector.collect();
     }
 
@@ -156,7 +156,11 @@ impl Mutator {
     /// assert_eq!(vecs.live_objects, 10);
     /// print!("{profile}");
     /// ```
+    ///
+    /// # Panics
+    /// As [`collect`](Mutator::collect).
     pub fn heap_profile(&mut self) -> crate::HeapProfile {
+        check_may_wait("Mutator::heap_profile");
         self.shared.collector.heap_profile()
     }
 
@@ -170,6 +174,42 @@ impl Mutator {
     pub fn heap(&self) -> crate::Heap {
         crate::Heap { inner: self.shared.clone() }
     }
+}
+
+/// Panics unless the calling thread may wait for a whole cycle: outside every scope of every
+/// heap, and not running code for a collector.
+fn check_may_wait(op: &str) {
+    if let Some(code) = context::user_code() {
+        refused(op, code);
+    }
+    let open = context::scopes_open();
+    if open > 0 {
+        panic!(
+            "lowpause: {op} called inside a scope ({open} open on this thread, of another heap: this \
+             heap's own scope borrows the Mutator). A collection waits for every thread of its heap \
+             to reach a scope boundary, and while this thread waits it cannot reach one of its \
+             own: two threads doing this to each other's heaps never return. Call it outside every \
+             scope"
+        );
+    }
+}
+
+/// The panic for a heap entry point called from user code the collector runs.
+#[cold]
+#[inline(never)]
+fn refused(op: &str, code: UserCode) -> ! {
+    let why = match code {
+        UserCode::DropGlue => {
+            "destructors of heap objects run outside every scope and may not use a heap: do that \
+             work before the object dies, or send it to a thread of your own and do not wait for it"
+        }
+        UserCode::Trace => {
+            "a Trace impl runs inside the collector (on its threads, or in another thread's \
+             allocation) and may only visit the references it holds"
+        }
+        UserCode::CollectorThread => "the collector's threads never use a heap",
+    };
+    panic!("lowpause: {op} called from {}; {why}", code.describe())
 }
 
 impl Drop for Mutator {

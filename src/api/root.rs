@@ -45,6 +45,17 @@ impl<T: ?Sized + GcObject> Root<T> {
         Root { heap: shared.clone(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
     }
 
+    /// Takes over the root-table slot `slot`, which roots the `T` at `payload`.
+    ///
+    /// # Safety
+    /// `slot` is a live slot of `shared`'s root table holding `payload`, owned by nobody else, and
+    /// `payload` is an initialised object of type `T` of that heap.
+    pub(crate) unsafe fn from_slot(shared: &Arc<Shared>, slot: u32, payload: usize) -> Root<T> {
+        // SAFETY: `payload` is a non-null object address of type `T` (caller's guarantee).
+        let ptr = unsafe { T::__from_payload(NonNull::new_unchecked(payload as *mut u8)) };
+        Root { heap: shared.clone(), slot, ptr }
+    }
+
     /// The rooted object, in scope `s`.
     ///
     /// # Panics

@@ -258,7 +258,10 @@ unsafe impl<T: ?Sized + GcObject> Trace for Value<T> {
     const NEEDS_TRACE: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer<'_>) {
-        tracer.__tagged_edge(&self.word, decode, std::ptr::without_provenance_mut(NIL));
+        // SAFETY: as for a `Member`: the slot lies in a heap object being traced, and every word
+        // in it decodes to 0 or an object of that heap (only `set` writes it, from a value of a
+        // scope of the slot's own heap).
+        unsafe { tracer.tagged_edge(&self.word, decode, std::ptr::without_provenance_mut(NIL)) };
     }
 }
 

@@ -9,7 +9,7 @@
 //! concurrent pushes never lose an element; reads take none.
 
 use super::gc::{Gc, GcObject};
-use super::member::Member;
+use super::member::{check_in_heap, Member};
 use super::scope::Scope;
 use super::value::{Value, ValueRef};
 use crate::collector::Tracer;
@@ -113,6 +113,12 @@ impl<E: Slot> GcVec<E> {
         GcVec { buf: Member::null(), len: AtomicUsize::new(0), lock: parking_lot::Mutex::new(()) }
     }
 
+    /// Panics unless the vector lies in the scope's heap, naming the operation.
+    #[inline(always)]
+    fn check(&self, s: &Scope<'_>, op: &'static str) {
+        check_in_heap(s, self as *const Self as usize, "GcVec", op);
+    }
+
     /// Elements in the vector.
     #[inline]
     pub fn len(&self) -> usize {
@@ -131,6 +137,7 @@ impl<E: Slot> GcVec<E> {
     /// If the vector does not lie inside an object of the scope's heap.
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>, i: usize) -> Option<E::Ref<'s>> {
+        self.check(s, "get");
         // The length first: the array it was stored with (or a later one) holds element `i`.
         if i >= self.len() {
             return None;
@@ -143,6 +150,7 @@ impl<E: Slot> GcVec<E> {
     /// # Panics
     /// If the vector does not lie inside an object of the scope's heap.
     pub fn push<'s>(&self, s: &Scope<'s>, v: E::Ref<'s>) {
+        self.check(s, "push");
         let _g = self.lock.lock();
         let len = self.len.load(Ordering::Relaxed);
         let buf = match self.buf.get(s) {
@@ -168,6 +176,7 @@ impl<E: Slot> GcVec<E> {
     /// # Panics
     /// If the vector does not lie inside an object of the scope's heap.
     pub fn pop<'s>(&self, s: &Scope<'s>) -> Option<E::Ref<'s>> {
+        self.check(s, "pop");
         let _g = self.lock.lock();
         let len = self.len.load(Ordering::Relaxed);
         let buf = Gc::as_scoped(self.buf.get(s)?);
@@ -185,6 +194,7 @@ impl<E: Slot> GcVec<E> {
     /// # Panics
     /// If `i` is out of bounds, or the vector does not lie inside an object of the scope's heap.
     pub fn set<'s>(&self, s: &Scope<'s>, i: usize, v: E::Ref<'s>) {
+        self.check(s, "set");
         let _g = self.lock.lock();
         let len = self.len.load(Ordering::Relaxed);
         match self.buf.get(s) {
@@ -199,6 +209,7 @@ impl<E: Slot> GcVec<E> {
     /// # Panics
     /// If the vector does not lie inside an object of the scope's heap.
     pub fn truncate<'s>(&self, s: &Scope<'s>, n: usize) {
+        self.check(s, "truncate");
         let _g = self.lock.lock();
         let len = self.len.load(Ordering::Relaxed);
         let Some(buf) = self.buf.get(s) else { return };

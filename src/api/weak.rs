@@ -3,7 +3,7 @@
 //! read never hands out a dead object, is in `collector/weak.rs`.
 
 use super::gc::{Gc, GcObject};
-use super::member::Member;
+use super::member::{check_in_heap, Member};
 use super::root::Root;
 use super::scope::Scope;
 use super::value::{self, ValueRef};
@@ -125,6 +125,7 @@ impl<T: ?Sized + GcObject> WeakMember<T> {
     /// # Panics
     /// If this field does not lie inside an object of the scope's heap.
     pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
+        check_in_heap(s, self as *const Self as usize, "WeakMember", "get");
         let cell = self.cell.get(s)?;
         read_cell(s, Gc::as_scoped(cell))
     }
@@ -134,6 +135,7 @@ impl<T: ?Sized + GcObject> WeakMember<T> {
     /// # Panics
     /// If this field does not lie inside an object of the scope's heap.
     pub fn set<'s>(&self, s: &Scope<'s>, target: Option<Gc<'s, T>>) {
+        check_in_heap(s, self as *const Self as usize, "WeakMember", "set");
         let cell = target.map(|t| new_cell(s, t));
         self.cell.set(s, cell);
     }
@@ -198,6 +200,7 @@ pub struct WeakTable<K: ?Sized, V: ?Sized> {
 // greys the values of live keys; the walk removes dead keys), never by tracing.
 unsafe impl<K: ?Sized, V: ?Sized> Trace for WeakTable<K, V> {
     const NEEDS_TRACE: bool = false;
+    const __WEAK_KIND: u8 = crate::object::WEAK_TABLE;
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
@@ -220,14 +223,25 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
         t
     }
 
+    /// Panics unless the table lies in the scope's heap: keys and values are then objects of
+    /// that heap (each was stored through a scope of it), and so is every `Gc` a lookup returns.
+    #[inline]
+    fn check(&self, s: &Scope<'_>, op: &'static str) {
+        check_in_heap(s, self as *const Self as usize, "WeakTable", op);
+    }
+
     /// Runs `f` with the weak read started (before the table's lock: a read may wait for a
-    /// termination round, which locks tables).
-    fn with_access<'s, R>(&self, s: &Scope<'s>, f: impl FnOnce(&WeakAccess<'_>) -> R) -> R {
+    /// termination round, which locks tables), after checking the table is in the scope's heap.
+    fn with_access<'s, R>(&self, s: &Scope<'s>, op: &'static str, f: impl FnOnce(&WeakAccess<'_>) -> R) -> R {
+        self.check(s, op);
         let acc = s.collector().weak_access(s.record());
         f(&acc)
     }
 
     /// The value stored for `key` (by identity).
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap (a table of another heap).
     ///
     /// ```
     /// use lowpause::{ValueRef, WeakTable};
@@ -243,7 +257,7 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
     /// ```
     pub fn get<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>) -> Option<ValueRef<'s, V>> {
         let k = key.payload().as_ptr() as usize;
-        self.with_access(s, |_| {
+        self.with_access(s, "get", |_| {
             let entries = self.raw.entries.lock();
             let e = entries.find(identity_hash(k), |e| e.key == k)?;
             // SAFETY: the word was written from a `ValueRef<V>` of this heap; the value is kept
@@ -253,15 +267,21 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
     }
 
     /// Stores `value` for `key` (by identity), replacing any value stored before.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap (a table of another heap).
     pub fn insert<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>, value: ValueRef<'s, V>) {
         let k = key.payload().as_ptr() as usize;
-        self.store(s, identity_hash(k), k, value, true);
+        self.store(s, "insert", identity_hash(k), k, value, true);
     }
 
     /// Removes the entry of `key` (by identity); returns whether there was one.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap (a table of another heap).
     pub fn remove<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>) -> bool {
         let k = key.payload().as_ptr() as usize;
-        self.with_access(s, |acc| {
+        self.with_access(s, "remove", |acc| {
             let mut entries = self.raw.entries.lock();
             match entries.find_entry(identity_hash(k), |e| e.key == k) {
                 Ok(e) => {
@@ -278,6 +298,9 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
     /// The first live entry with this `hash` whose key satisfies `eq`, with its value.
     ///
     /// `eq` runs after the table's lock is released, so it may do anything, allocation included.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap (a table of another heap).
     ///
     /// ```
     /// use lowpause::{ValueRef, WeakTable};
@@ -300,7 +323,7 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
         mut eq: impl FnMut(Gc<'s, K>) -> bool,
     ) -> Option<(Gc<'s, K>, ValueRef<'s, V>)> {
         let mut candidates: few::Few<(usize, *mut u8)> = Default::default();
-        self.with_access(s, |acc| {
+        self.with_access(s, "find", |acc| {
             let entries = self.raw.entries.lock();
             for e in entries.iter_hash(hash) {
                 // SAFETY: a key of a listed table is allocated (weak.rs's invariant).
@@ -324,13 +347,16 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
 
     /// Adds an entry under your own `hash` (use [`find`](WeakTable::find) first: this does not
     /// look for an equal key).
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap (a table of another heap).
     pub fn insert_hashed<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>, value: ValueRef<'s, V>) {
-        self.store(s, hash, key.payload().as_ptr() as usize, value, false);
+        self.store(s, "insert_hashed", hash, key.payload().as_ptr() as usize, value, false);
     }
 
-    fn store<'s>(&self, s: &Scope<'s>, hash: u64, key: usize, value: ValueRef<'s, V>, replace: bool) {
+    fn store<'s>(&self, s: &Scope<'s>, op: &'static str, hash: u64, key: usize, value: ValueRef<'s, V>, replace: bool) {
         let new = value::write_word(value);
-        self.with_access(s, |acc| {
+        self.with_access(s, op, |acc| {
             let mut entries = self.raw.entries.lock();
             let slot: &AtomicPtr<u8> = match replace.then(|| entries.find(hash, |e| e.key == key)).flatten() {
                 Some(e) => &e.value,

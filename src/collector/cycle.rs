@@ -17,14 +17,22 @@
 //! rings were empty, no barrier was in flight and nothing was greyed meanwhile, the round is
 //! *clean*: every reachable object is black, and stays black until the sweep — so marking is
 //! done. The argument is in docs/design.md.
+//!
+//! **A failed mark.** If a `Trace` impl panicked or a reference pointed outside the heap
+//! (mark.rs), the marks prove nothing. Marking still runs to its normal end (so every thread's
+//! state and every queue is as after any mark), but the cycle then clears no weak reference,
+//! queues no finalizer, and its sweep frees nothing (`Memory::begin_sweep(keep_all)`); the
+//! failure is reported on stderr, in the trace line and in `Stats::failed_cycles`, and the next
+//! cycle starts from scratch. So user code that panics inside the collector costs memory, never
+//! soundness, and the heap goes on working.
 
 use super::barrier::BarrierBuffer;
 use super::handshake::{level, token, Claim, LEVEL_BARRIER, LEVEL_RELEASE, LEVEL_SNAPSHOT};
 use super::mark::Marker;
 use super::mutator::ThreadRecord;
 use super::pacer::MarkReport;
-use super::verify::Verifier;
-use super::weak::{GATE_CLEARING, GATE_CLOSED, GATE_OPEN};
+use super::verify::{Verifier, VerifyError};
+use super::weak::{GATE_CLEARING, GATE_CLOSED, GATE_KEEP_ALL, GATE_OPEN};
 use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::trace::CycleTrace;
@@ -46,10 +54,10 @@ pub(crate) enum Phase {
 pub(crate) enum Drive {
     /// The coordinator thread: outside every scope; sweeps everything.
     Background,
-    /// A mutator outside every scope (`collect`, a scope boundary in synchronous mode): may run
-    /// drop glue.
+    /// A mutator outside every scope (`collect`, a scope boundary in synchronous mode): unbounded
+    /// work, spans with drop glue included (their drop glue is only queued, never run here).
     Outside,
-    /// A mutator's allocation slow path, inside a scope: bounded work, no drop glue.
+    /// A mutator's allocation slow path, inside a scope: bounded work, spans without drop glue.
     SlowPath,
 }
 
@@ -86,6 +94,7 @@ pub(crate) struct SweepBuffers {
     spans: Vec<crate::memory::SpanPtr>,
     swept: Vec<crate::memory::SpanPtr>,
     dead: Vec<crate::memory::SpanPtr>,
+    drops: Vec<super::sweep::DropItem>,
 }
 
 impl CycleState {
@@ -297,7 +306,14 @@ impl Collector {
                 self.mark_with_driver(st, drive) && self.mark.is_idle()
             },
         );
-        self.weak.gate.store(if clean { GATE_CLEARING } else { GATE_OPEN }, Ordering::SeqCst);
+        // A clean round with a failed mark: nothing will be freed, so a weak read may hand out
+        // any target (and must not answer "dead" for an unmarked one that is reachable).
+        let gate = match (clean, self.mark.has_failed()) {
+            (false, _) => GATE_OPEN,
+            (true, false) => GATE_CLEARING,
+            (true, true) => GATE_KEEP_ALL,
+        };
+        self.weak.gate.store(gate, Ordering::SeqCst);
         if !clean {
             return false;
         }
@@ -305,25 +321,35 @@ impl Collector {
     }
 
     fn mark_done(&self, st: &mut CycleState, drive: Drive) -> bool {
-        if self.config.verify {
-            let mut roots = Vec::new();
-            self.roots.for_each(|p| roots.push(p));
-            let (scan_only, ready) = self.finalizer_verify_roots();
-            roots.extend(ready);
-            let ephemerons = |reached: &dyn Fn(usize) -> bool| self.ephemeron_values(reached);
-            if let Err(msg) = Verifier::run(&self.memory, roots, scan_only, &ephemerons) {
-                let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
-                self.record_failure(msg.clone());
-                if drive != Drive::Background {
-                    panic!("{msg}");
+        let mut failure = self.mark.take_failure();
+        if self.config.verify && failure.is_none() {
+            match self.verify() {
+                Ok(_) => {}
+                Err(VerifyError::TracePanicked(msg)) => failure = Some(msg),
+                Err(VerifyError::Broken(msg)) => {
+                    let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
+                    self.record_failure(msg.clone());
+                    if drive != Drive::Background {
+                        panic!("{msg}");
+                    }
                 }
             }
         }
-        // Weak references to dead objects are cleared before anything is freed, then finalizable
-        // objects left unmarked are resurrected for their finalizers (finalize.rs).
-        let (cells, entries) = self.clear_weak();
-        let queued = self.queue_finalizers();
-        st.trace.weak = (cells + entries, queued);
+        if let Some(reason) = &failure {
+            eprintln!(
+                "lowpause: cycle {} failed and frees nothing: {reason}. A Trace impl must neither panic \
+                 nor hold a reference the heap does not own; the next cycle tries again",
+                st.cycle
+            );
+            self.telemetry.failed_cycles.fetch_add(1, Ordering::Relaxed);
+            st.trace.failed = true;
+        } else {
+            // Weak references to dead objects are cleared before anything is freed, then
+            // finalizable objects left unmarked are resurrected for their finalizers (finalize.rs).
+            let (cells, entries) = self.clear_weak();
+            let queued = self.queue_finalizers();
+            st.trace.weak = (cells + entries, queued);
+        }
         self.marking.store(false, Ordering::SeqCst);
         if std::mem::take(&mut st.profiling) {
             self.mark.profiling.store(false, Ordering::SeqCst);
@@ -331,15 +357,51 @@ impl Collector {
         }
         self.assist_ratio.store(0, Ordering::Relaxed);
         self.barrier_off();
+        if failure.is_some() {
+            // After a failed mark, barriers that ran after the last round may have greyed white
+            // objects; with the barrier off no one queues more. Nothing grey may reach the next
+            // cycle, whose sweep this one's marks do not cover.
+            self.discard_grey();
+        }
         let goal = self.pace_next_cycle(st);
         Telemetry::record_max(&self.telemetry.max_mark_ns, st.mark_start.elapsed());
         st.trace.mark = st.term_start.elapsed();
         st.trace.heap_mark_end = self.memory.footprint().1;
         st.trace.live = self.mark.marked_bytes.load(Ordering::Relaxed);
         st.trace.goal = goal;
-        self.memory.begin_sweep();
+        self.memory.begin_sweep(failure.is_some());
         self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
         self.enter_phase(st, Phase::Sweep)
+    }
+
+    /// The checkmark pass over the heap as marking left it.
+    fn verify(&self) -> Result<usize, VerifyError> {
+        let mut roots = Vec::new();
+        self.roots.for_each(|p| roots.push(p));
+        let (scan_only, ready) = self.finalizer_verify_roots();
+        roots.extend(ready);
+        let ephemerons = |reached: &dyn Fn(usize) -> bool| self.ephemeron_values(reached);
+        // The lists are read when the walk is over (the verifier asks only then): a weak object
+        // is listed before it can be reached, so one reached during the walk is listed by its end.
+        let lists = std::cell::OnceCell::new();
+        let listed = |p: usize, kind: u8| {
+            let (cells, tables) = lists.get_or_init(|| self.weak.listed());
+            if kind == crate::object::WEAK_TABLE {
+                tables.contains(&p)
+            } else {
+                cells.contains(&p)
+            }
+        };
+        Verifier::run(&self.memory, roots, scan_only, &ephemerons, &listed)
+    }
+
+    /// Empties every barrier ring and the shared queue (after a failed mark, with the barrier
+    /// off and the markers idle).
+    fn discard_grey(&self) {
+        for rec in self.registry.records() {
+            rec.barrier.drain(|_| {});
+        }
+        while !self.mark.injector.steal().is_empty() {}
     }
 
     /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal (0:
@@ -371,9 +433,10 @@ impl Collector {
         self.telemetry.goal.load(Ordering::Relaxed)
     }
 
-    /// Sweeps up to `max` unswept spans (only kinds without drop glue unless `with_drop`: the
-    /// caller is then outside every scope). Returns whether there were any.
-    pub(crate) fn sweep_batch(&self, max: usize, with_drop: bool, b: &mut SweepBuffers) -> bool {
+    /// Sweeps up to `max` unswept spans (only kinds without drop glue unless `with_drop`), and
+    /// queues the drop glue of the dead objects found as the sweep of `cycle` (sweep.rs). Returns
+    /// whether there were any.
+    pub(crate) fn sweep_batch(&self, max: usize, with_drop: bool, cycle: u64, b: &mut SweepBuffers) -> bool {
         b.spans.clear();
         self.memory.pop_unswept(max, with_drop, &mut b.spans);
         if b.spans.is_empty() {
@@ -382,10 +445,11 @@ impl Collector {
         for sp in std::mem::take(&mut b.spans) {
             // SAFETY: popping made us the holder; marking is over for this sweep generation;
             // drop glue runs only if the caller is outside every scope (`with_drop`).
-            if let Some(sp) = unsafe { self.sweep_span(sp, &mut b.dead) } {
+            if let Some(sp) = unsafe { self.sweep_span(sp, &mut b.drops, &mut b.dead) } {
                 b.swept.push(sp);
             }
         }
+        self.drops.push(cycle, &mut b.drops);
         // SAFETY: we hold the swept spans and give them up; the emptied ones hold no live object.
         unsafe {
             self.memory.release_spans(&b.swept);
@@ -401,7 +465,7 @@ impl Collector {
             _ => (usize::MAX, true),
         };
         let mut swept = false;
-        while self.sweep_batch(max.min(64), with_drop, &mut st.bufs) {
+        while self.sweep_batch(max.min(64), with_drop, st.cycle, &mut st.bufs) {
             swept = true;
             if max != usize::MAX {
                 break;

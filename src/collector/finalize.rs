@@ -6,13 +6,19 @@
 //! so weak references to it are already cleared), a registered object left unmarked is
 //! unreachable: it is marked again (resurrected) for this sweep, unregistered, and moved to the
 //! *ready* queue. Everything it refers to was marked by the scan, so nothing it reaches is freed.
-//! Ready objects are roots: the finalizer runs once, later, on the heap's finalizer thread, inside
-//! a scope, with the object as a `Gc`; the object is then unreachable unless the finalizer stored
-//! it somewhere (resurrection), and an unregistered object is freed normally by a later cycle.
+//! Ready objects are roots: the finalizer runs once, later, on the heap's finalizer thread, outside
+//! every scope, with the object as a `Root` (made while it is still on the ready queue); the
+//! object is then unreachable unless the finalizer kept it somewhere (resurrection), and an
+//! unregistered object is freed normally by a later cycle. Because the finalizer thread is never
+//! inside a scope while a finalizer runs, a finalizer that blocks holds up no cycle.
 //!
 //! Registering an object while the barrier is on shades it, so it survives the cycle that is
 //! running (its referents were never scanned as roots); taking an object off the ready queue
-//! shades it first, as removing a root does.
+//! roots it first.
+//!
+//! Ephemeron tables cannot be finalized (the API refuses): the walk unlists an unmarked table
+//! before finalizers are queued, and a resurrected table would be listed nowhere, its values
+//! unprotected.
 //!
 //! As in Go, an object reachable from its own finalizable referents (a cycle through it) is never
 //! finalized, and a finalizer that captures a `Root` of its own object keeps it forever.
@@ -127,11 +133,15 @@ impl Collector {
         n
     }
 
-    /// The next ready finalizer, if any. Called by the finalizer thread inside a
-    /// scope: the object is shaded before it leaves the queue (a root's removal).
-    pub(crate) fn take_ready_finalizer(&self) -> Option<Finalizer> {
+    /// The next ready finalizer, if any, with its object rooted: the object is added to the root
+    /// table (shaded, as any new root) while it is still on the ready queue, so it is a root at
+    /// every moment. Returns the finalizer and the object's root-table slot. Called by the
+    /// finalizer thread outside every scope.
+    pub(crate) fn take_ready_finalizer(&self) -> Option<(Finalizer, u32)> {
         let mut ready = self.finalizers.ready.lock();
-        self.shade_for_root(ready.front()?.obj);
-        ready.pop_front()
+        let obj = ready.front()?.obj;
+        self.shade_for_root(obj);
+        let slot = self.roots.add(obj);
+        Some((ready.pop_front().expect("the front entry"), slot))
     }
 }

@@ -14,13 +14,20 @@
 //! empty, and then `active` is 0" means no grey work exists anywhere.
 //!
 //! The [`Tracer`] is what a `Trace` impl is handed. Modes: *mark* (grey each reference), *clear*
-//! (store null into each reference: the sweeper, before drop glue), and *verify* (the checkmark
-//! pass: every reference must point to a marked object).
+//! (store null into each reference: before drop glue), and *verify* (the checkmark pass: every
+//! reference must point to a marked object).
+//!
+//! A mark can *fail*: a `Trace::trace` that panicked (caught per object, in `TypeInfo::trace`)
+//! or a reference that points outside the heap's reservation (only an unsound hand-written
+//! `Trace` impl can make one). Either way the marks no longer prove anything, so the marker
+//! records the first reason in [`MarkQueue::fail`], marking runs on to its normal end, and the
+//! cycle then frees nothing (cycle.rs). A foreign reference is never dereferenced.
 
+use super::context::{self, UserCode, UserCodeGuard};
 use super::verify::Verifier;
 use crate::memory::Memory;
-use crate::object::{Header, HEADER_SIZE};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::object::{Header, TypeInfo, HEADER_SIZE};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::telemetry::profile::TypeTable;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::sync::OnceLock;
@@ -83,10 +90,13 @@ impl<'a> Tracer<'a> {
     }
 
     /// Visits one slot holding a tagged word (a `Value`): `decode(word)` is the object address
-    /// the word refers to, or 0. Clearing stores `cleared`. Not for user code.
-    #[doc(hidden)]
+    /// the word refers to, or 0. Clearing stores `cleared`.
+    ///
+    /// # Safety
+    /// `slot` lies in an object of the heap being traced, and `decode` of every word it can hold is
+    /// 0 or the payload address of an allocated object of that heap (what a `Value` guarantees).
     #[inline]
-    pub fn __tagged_edge(&mut self, slot: &AtomicPtr<u8>, decode: fn(*mut u8) -> usize, cleared: *mut u8) {
+    pub(crate) unsafe fn tagged_edge(&mut self, slot: &AtomicPtr<u8>, decode: fn(*mut u8) -> usize, cleared: *mut u8) {
         match &mut self.mode {
             Mode::Mark(m) => {
                 let p = decode(slot.load(Ordering::Acquire));
@@ -104,10 +114,13 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// Visits one reference slot (the word inside a `Member`). Not for user code.
-    #[doc(hidden)]
+    /// Visits one reference slot (the word inside a `Member`).
+    ///
+    /// # Safety
+    /// `slot` lies in an object of the heap being traced, and holds null or the payload address of
+    /// an allocated object of that heap (what a `Member` guarantees).
     #[inline]
-    pub fn __edge(&mut self, slot: &AtomicPtr<u8>) {
+    pub(crate) unsafe fn edge(&mut self, slot: &AtomicPtr<u8>) {
         match &mut self.mode {
             Mode::Mark(m) => {
                 let p = slot.load(Ordering::Acquire);
@@ -154,6 +167,9 @@ pub(crate) struct MarkQueue {
     /// `live_types`. Set before the barrier turns on, cleared after marking ends.
     pub(crate) profiling: AtomicBool,
     pub(crate) live_types: TypeTable,
+    /// This cycle's marks cannot be trusted: the first reason (see the module docs).
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
 }
 
 impl MarkQueue {
@@ -195,6 +211,28 @@ impl MarkQueue {
         // SAFETY: by the caller's guarantee.
         let info = unsafe { Header::of(payload) }.info;
         self.live_types.add(info, 1, slot_bytes as u64);
+    }
+
+    /// Records that this cycle's marks cannot be trusted (the first reason is kept).
+    #[cold]
+    pub(crate) fn fail(&self, reason: String) {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            *self.failure.lock() = Some(reason);
+        }
+    }
+
+    /// Whether this cycle's mark has failed so far.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Whether this cycle's mark failed, and why (taken: the next cycle starts clean).
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        if self.failed.swap(false, Ordering::SeqCst) {
+            Some(self.failure.lock().take().unwrap_or_default())
+        } else {
+            None
+        }
     }
 
     /// Resets the counters for a new cycle.
@@ -276,7 +314,10 @@ impl Marker {
     /// Greys the object at `payload`, if it is white.
     #[inline]
     pub(crate) fn shade(&mut self, payload: usize) {
-        let obj = payload - HEADER_SIZE;
+        let obj = payload.wrapping_sub(HEADER_SIZE);
+        if !self.mem().contains(obj) {
+            return self.foreign_edge(payload);
+        }
         // SAFETY: `payload` came from a reference a marked object or a root held, so it is an
         // allocated object of this heap and its span is in use.
         let span = unsafe { self.mem().span_of(obj) };
@@ -291,6 +332,29 @@ impl Marker {
                 self.local.push(Work::new(payload));
             }
         }
+    }
+
+    /// A reference to an address outside this heap: never followed; the cycle fails.
+    #[cold]
+    #[inline(never)]
+    fn foreign_edge(&mut self, payload: usize) {
+        let msg = format!(
+            "a reference to {payload:#x}, outside this heap's reservation, was found while marking; \
+             only a hand-written `unsafe impl Trace` that breaks its contract can store one"
+        );
+        eprintln!("lowpause: {msg}");
+        self.queue().fail(msg);
+    }
+
+    /// An object's `Trace::trace` panicked: the cycle fails (nothing is freed).
+    #[cold]
+    #[inline(never)]
+    fn trace_panicked(&mut self, info: &TypeInfo, payload: usize, p: Box<dyn std::any::Any + Send>) {
+        let msg = context::panic_message(&*p);
+        context::discard_payload(p);
+        let reason =
+            format!("`{}`'s Trace::trace panicked while marking the object at {payload:#x}: {msg}", (info.name)());
+        self.queue().fail(reason);
     }
 
     fn find_work(&self) -> Option<Work> {
@@ -337,7 +401,10 @@ impl Marker {
         }
         let mut tracer = Tracer { mode: Mode::Mark(self) };
         // SAFETY: elements `start..end` of the object are initialised `T`s of `info.size` bytes.
-        unsafe { (info.trace)((w.payload + w.start * info.size) as *const u8, end - w.start, &mut tracer) };
+        let r = unsafe { (info.trace)((w.payload + w.start * info.size) as *const u8, end - w.start, &mut tracer) };
+        if let Err(p) = r {
+            self.trace_panicked(info, w.payload, p);
+        }
         (end - w.start) * info.size
     }
 
@@ -361,6 +428,8 @@ impl Marker {
     /// and the bytes it scanned. Adds to the queue's counters as it goes (every
     /// [`FLUSH_BYTES`] scanned), so the pacer sees marking progress while it runs.
     pub(crate) fn drain(&mut self, budget: usize) -> (bool, usize) {
+        // Whatever thread this is, it runs `Trace` impls now: they may not use the heap.
+        let _user_code = UserCodeGuard::enter(UserCode::Trace);
         let q = self.queue();
         q.active.fetch_add(1, Ordering::SeqCst);
         self.profiling = q.profiling.load(Ordering::Relaxed);

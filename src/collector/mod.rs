@@ -18,9 +18,13 @@
 //! - a cycle starts only after the previous sweep finished (mark bits are never reused under a
 //!   running sweep);
 //! - every object reachable from a root or a thread when marking terminates is marked;
-//! - drop glue runs only on a driver outside every scope, holding no lock a mutator needs.
+//! - drop glue never runs in a sweep nor under a collector lock: the sweep queues it, and it runs
+//!   outside every scope (sweep.rs), so a destructor that blocks never holds up a cycle;
+//! - no user code the collector runs (`trace`, drop glue) can unwind into it, nor re-enter a heap
+//!   (context.rs).
 
 pub(crate) mod barrier;
+pub(crate) mod context;
 pub(crate) mod cycle;
 pub(crate) mod finalize;
 pub(crate) mod handshake;
@@ -40,7 +44,7 @@ pub use mark::Tracer;
 use crate::memory::cache::Cache;
 use crate::memory::size_class::{CLASS_SIZES, PAGE_SIZE};
 use crate::memory::span::SpanKind;
-use crate::memory::{Memory, SpanPtr};
+use crate::memory::{self, Memory, SpanPtr};
 use crate::object::TypeInfo;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::telemetry::profile::{self, Counts, HeapProfile};
@@ -143,6 +147,8 @@ pub(crate) struct Collector {
     pub(crate) weak: weak::WeakRegistry,
     /// Registered and ready finalizers (finalize.rs).
     pub(crate) finalizers: finalize::Finalizers,
+    /// Dead objects whose drop glue has not run yet (sweep.rs).
+    pub(crate) drops: sweep::DropQueue,
 }
 
 impl Collector {
@@ -185,6 +191,7 @@ impl Collector {
             created: Instant::now(),
             weak: weak::WeakRegistry::default(),
             finalizers: finalize::Finalizers::default(),
+            drops: sweep::DropQueue::default(),
         };
         c.publish_pacing(&c.pacer.lock());
         Ok(c)
@@ -324,7 +331,9 @@ impl Collector {
             }
         } else if self.phase.load(Ordering::Acquire) == Phase::Sweep as u32 {
             let mut bufs = cycle::SweepBuffers::default();
-            while Instant::now() < deadline && self.sweep_batch(8, false, &mut bufs) {
+            // Kinds without drop glue only: nothing is queued, so the cycle number is moot.
+            let cycle = self.started.load(Ordering::Acquire);
+            while Instant::now() < deadline && self.sweep_batch(8, false, cycle, &mut bufs) {
                 did = true;
             }
         }
@@ -567,6 +576,7 @@ impl Collector {
         if self.drives_itself() {
             self.advance(Drive::Outside);
         }
+        self.run_drops_at_boundary();
         let start = Instant::now();
         let (_, spins) = rec.state.enter();
         if spins > 0 {
@@ -595,6 +605,16 @@ impl Collector {
         if self.drives_itself() {
             self.advance(Drive::Outside);
         }
+        self.run_drops_at_boundary();
+    }
+
+    /// In synchronous mode a thread at a scope boundary (outside its scope) runs the drop glue
+    /// the sweep queued; in concurrent mode the drop thread does.
+    #[inline]
+    fn run_drops_at_boundary(&self) {
+        if self.config.workers == 0 && !self.drops.is_empty() {
+            self.run_drops(0..=u64::MAX);
+        }
     }
 
     /// Synchronous mode, with a cycle running or requested: mutators drive it at safepoints.
@@ -604,8 +624,9 @@ impl Collector {
             && (self.phase.load(Ordering::Relaxed) != Phase::Idle as u32 || self.gc_requested.load(Ordering::Relaxed))
     }
 
-    /// Runs a full collection: one whole cycle that starts after this call, its sweep included.
-    /// The caller is outside every scope of this heap.
+    /// Runs a full collection: one whole cycle that starts after this call, its sweep included,
+    /// and the drop glue that sweep queued (run here, or waited for if the drop thread took it).
+    /// The caller is outside every scope of every heap.
     pub(crate) fn collect(&self) {
         self.check_failure();
         let target = {
@@ -631,6 +652,9 @@ impl Collector {
             }
             self.check_failure();
         }
+        // Only this cycle's: a destructor queued before may be waiting for this very thread.
+        self.run_drops(target..=target);
+        self.drops.wait_running(target);
     }
 
     /// Panics if a verification (checkmark) pass found a collector bug, or a collector thread
@@ -650,31 +674,24 @@ impl Collector {
         self.done_cv.notify_all();
     }
 
-    /// Sweeps one span, running the drop glue of its dead objects if its kind has any.
+    /// Sweeps one span; the drop glue of its dead objects (if its kind has any) is queued in
+    /// `drops`, not run (sweep.rs).
     ///
     /// # Safety
-    /// As for [`Memory::sweep_span`], and for a kind with drop glue the calling thread is
-    /// outside every scope.
-    unsafe fn sweep_span(&self, sp: SpanPtr, dead_spans: &mut Vec<SpanPtr>) -> Option<SpanPtr> {
+    /// As for [`Memory::sweep_span`].
+    unsafe fn sweep_span(
+        &self,
+        sp: SpanPtr,
+        drops: &mut Vec<sweep::DropItem>,
+        dead_spans: &mut Vec<SpanPtr>,
+    ) -> Option<SpanPtr> {
         // SAFETY: the caller holds the span.
-        let needs_finalize = unsafe { sp.get() }.kind.drop();
-        let mut panics = 0;
-        // SAFETY: forwarded from the caller; each dead object is unreachable and visited once.
-        let r = unsafe {
-            self.memory.sweep_span(
-                sp,
-                |obj| {
-                    if needs_finalize && !sweep::finalize_dead(obj) {
-                        panics += 1;
-                    }
-                },
-                dead_spans,
-            )
-        };
-        if panics > 0 {
-            self.telemetry.drop_panics.fetch_add(panics, Ordering::Relaxed);
+        if !unsafe { sp.get() }.kind.drop() {
+            // SAFETY: forwarded from the caller; a kind without drop glue frees every dead slot.
+            return unsafe { self.memory.sweep_span(sp, |_| memory::Dead::Free, dead_spans) };
         }
-        r
+        // SAFETY: forwarded from the caller; each dead object is unreachable and visited once.
+        unsafe { self.memory.sweep_span(sp, |obj| sweep::sweep_dead(obj, drops), dead_spans) }
     }
 
     /// A snapshot of the counters.
@@ -696,6 +713,8 @@ impl Collector {
             roots: self.roots.len(),
             threads: self.registry.len(),
             drop_panics: t.drop_panics.load(Ordering::Relaxed),
+            failed_cycles: t.failed_cycles.load(Ordering::Relaxed),
+            finalizer_panics: t.finalizer_panics.load(Ordering::Relaxed),
             max_handshake_wait: Duration::from_nanos(t.max_handshake_ns.load(Ordering::Relaxed)),
             max_mutator_stall: Duration::from_nanos(t.stalls.max_ns()),
             gc_time: Duration::from_nanos(t.gc_wall_ns.load(Ordering::Relaxed)),
@@ -766,6 +785,8 @@ impl Drop for Collector {
     /// every scope and lock, then the memory is returned to the OS. Objects in spans not yet swept
     /// are all still allocated (dead ones included), and each is dropped exactly once here.
     fn drop(&mut self) {
+        // Queued drop glue first (those objects' headers say so; the walk below skips them).
+        self.run_drops(0..=u64::MAX);
         let mut dead = Vec::new();
         self.memory.for_each_allocated(|obj, span| {
             if span.kind.drop() {
@@ -774,8 +795,8 @@ impl Drop for Collector {
         });
         for obj in dead {
             // SAFETY: the heap has no handle left, so no thread can reach any object; each object
-            // is visited once.
-            if !unsafe { sweep::finalize_dead(obj) } {
+            // is visited once, and the drop queue is empty.
+            if unsafe { sweep::drop_at_teardown(obj) } != sweep::DropOutcome::Dropped {
                 self.telemetry.drop_panics.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -1,88 +1,298 @@
-//! Sweeping: turning unmarked objects back into free slots, running their drop glue first.
+//! Sweeping: turning unmarked objects back into free slots, and the deferred drop glue of dead
+//! objects.
 //!
 //! Spans are swept once per cycle, after marking (the memory layer's `sweepgen` tracks which are
 //! done). Spans whose objects have no drop glue are swept by their bitmaps alone, by whoever needs
 //! one first — the collector, or an allocating thread in its slow path. Spans with drop glue are
-//! swept only by the collector's sweep, outside every scope and holding no lock, because a
-//! destructor is arbitrary user code.
+//! swept by the collector's sweep (the coordinator, or in synchronous mode a mutator outside its
+//! scope).
 //!
-//! Before a dead object's drop glue runs, the sweeper *clears* it: every GC reference its `Trace`
+//! **Drop glue never runs in the sweep.** A destructor is arbitrary user code: it may block, or
+//! wait for another thread that enters a scope or collects. If the sweep ran it, the sweep could
+//! not finish, so no next cycle could start, and that other thread's `collect` would wait
+//! forever. So the sweep only *queues* a dead object with drop glue, in three steps on the
+//! object's header `info` word (always atomic: see object.rs):
+//!
+//! ```text
+//!   own info ──sweep: queue it──► PENDING_DROP ──drop runner: clear, drop──► DROPPED ──next sweep──► free
+//!   (unmarked, needs drop)         (slot kept allocated)                      (slot kept until then)
+//! ```
+//!
+//! A pending object's slot stays allocated through every sweep until its drop glue has run, and
+//! the sweep after that frees it: so a slot is never reused under a running destructor, and a
+//! destructor never runs twice. A dead object is unreachable, so nothing but the sweeper and the
+//! one drop runner that took it ever touches it; the runner's release store of `DROPPED` orders
+//! the destructor's writes before the sweep that frees the slot (acquire load), and that sweep
+//! before the slot's reuse (the span changes hands under a lock). A dead object counts as freed
+//! when it is queued; its slot is reclaimed one cycle later.
+//!
+//! The queue is drained outside every scope and every collector lock: by the heap's drop thread
+//! (workers.rs) in concurrent mode, at scope boundaries in synchronous mode, and by `collect`,
+//! which runs what its own cycle queued before returning. A blocked destructor therefore holds
+//! up only the destructors queued behind it on the same thread, never a cycle.
+//!
+//! Before a dead object's drop glue runs, the runner *clears* it: every GC reference its `Trace`
 //! visits is set to null. So a destructor sees only null `Member`s and cannot move a pointer to
-//! another dead (or soon dead) object out of the heap. Each `drop_in_place` runs inside
-//! `catch_unwind`: a panicking destructor is reported on stderr and counted, the sweep carries on,
-//! and the object's memory is reclaimed (unwinding already dropped the fields it could).
+//! another dead (or soon dead) object out of the heap. The clearing `trace` and the
+//! `drop_in_place` each run under `catch_unwind`, with the payload discarded safely (even one that
+//! panics when dropped): a panicking destructor is reported on stderr and counted; a panicking
+//! clear skips the drop glue (the object's own resources leak; nothing unsafe can follow).
 //!
-//! While drop glue runs, a thread-local flag is set; entering a scope or attaching checks it and
-//! panics, so a destructor can never reach the heap.
+//! While drop glue runs, the thread's context says so; entering a scope, attaching or collecting
+//! checks it and panics, so a destructor can never reach a heap.
 
+use super::context::{self, UserCode, UserCodeGuard};
 use super::mark::Tracer;
-use crate::object::{Header, HEADER_SIZE};
-use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use crate::memory::Dead;
+use crate::object::{Header, TypeInfo, DROPPED, HEADER_SIZE, PENDING_DROP};
+use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
+use std::collections::VecDeque;
+use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering as StdOrdering;
 
-thread_local! {
-    static IN_DROP_GLUE: Cell<u32> = const { Cell::new(0) };
+/// A dead object whose drop glue waits in the queue: its start, and its own type info and length
+/// (its header's `info` word says `PENDING_DROP` meanwhile).
+pub(crate) struct DropItem {
+    obj: usize,
+    info: &'static TypeInfo,
+    len: usize,
 }
 
-/// Whether the calling thread is running the drop glue of a GC object.
-pub(crate) fn in_drop_glue() -> bool {
-    IN_DROP_GLUE.with(|c| c.get() != 0)
+// SAFETY: the item is the only handle to a dead object nobody else touches (module docs); the
+// type info is `'static` and immutable.
+unsafe impl Send for DropItem {}
+
+/// How running one object's drop glue went.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DropOutcome {
+    Dropped,
+    /// The destructor panicked (contained).
+    DropPanicked,
+    /// The clearing `trace` panicked (contained); the drop glue was skipped.
+    TracePanicked,
 }
 
-struct DropGlueFlag;
-impl DropGlueFlag {
-    fn set() -> DropGlueFlag {
-        IN_DROP_GLUE.with(|c| c.set(c.get() + 1));
-        DropGlueFlag
-    }
-}
-impl Drop for DropGlueFlag {
-    fn drop(&mut self) {
-        IN_DROP_GLUE.with(|c| c.set(c.get() - 1));
-    }
-}
-
-/// The message of a caught panic (its `&str` or `String` payload).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".into())
-}
-
-/// Clears and drops the dead object starting at `obj`. Returns false if its destructor panicked.
+/// What the sweep does with the dead object starting at `obj` in a span with drop glue: queue its
+/// drop glue in `queued` (keeping the slot), keep a pending one, free one whose drop glue ran.
 ///
 /// # Safety
-/// `obj` is the start of an allocated, initialised object that no thread can reach any more, and
-/// that nobody will read again.
-pub(crate) unsafe fn finalize_dead(obj: usize) -> bool {
-    let payload = obj + HEADER_SIZE;
-    // SAFETY: the object is allocated and initialised (caller's guarantee).
-    let h = unsafe { Header::of(payload) };
-    let info = h.info;
-    let len = h.len;
+/// `obj` is the start of an allocated, initialised object that is unmarked after a complete mark:
+/// unreachable. The caller holds its span.
+pub(crate) unsafe fn sweep_dead(obj: usize, queued: &mut Vec<DropItem>) -> Dead {
+    // SAFETY: the object is allocated and its header written (caller's guarantee).
+    let word = unsafe { Header::info_word(obj) };
+    let info = word.load(StdOrdering::Acquire);
+    if std::ptr::eq(info, &PENDING_DROP) {
+        return Dead::Keep;
+    }
+    if std::ptr::eq(info, &DROPPED) {
+        return Dead::FreeUncounted;
+    }
+    // SAFETY: any other value is the object's own `&'static TypeInfo`.
+    let info: &'static TypeInfo = unsafe { &*info };
+    // SAFETY: as above; `len` never changes.
+    let len = unsafe { Header::of(obj + HEADER_SIZE) }.len;
+    if !info.needs_drop || len == 0 {
+        return Dead::Free;
+    }
+    // Only the holder of the span touches a dead object's header until the item is handed over
+    // (through the queue's lock).
+    word.store(&PENDING_DROP as *const TypeInfo as *mut TypeInfo, StdOrdering::Relaxed);
+    queued.push(DropItem { obj, info, len });
+    Dead::KeepCounted
+}
+
+/// Clears (nulls every reference) and drops `len` elements of type `info` at `payload`.
+///
+/// # Safety
+/// `payload` holds `len` initialised elements of `info`'s type, of an object that no thread can
+/// reach any more, and this is the only time its drop glue runs.
+unsafe fn clear_and_drop(payload: usize, info: &'static TypeInfo, len: usize) -> DropOutcome {
     if info.needs_trace {
+        let _user_code = UserCodeGuard::enter(UserCode::Trace);
         let mut t = Tracer::clearing();
-        // SAFETY: the object is initialised; clearing only stores nulls into its references.
-        unsafe { (info.trace)(payload as *const u8, len, &mut t) };
+        // SAFETY: the elements are initialised; clearing only stores nulls into references.
+        if let Err(p) = unsafe { (info.trace)(payload as *const u8, len, &mut t) } {
+            let msg = context::panic_message(&*p);
+            context::discard_payload(p);
+            eprintln!(
+                "lowpause: the Trace::trace of a dead `{}` panicked while clearing it before its \
+                 destructor ({msg}); the panic was contained, the destructor skipped and the object's \
+                 own resources leaked",
+                (info.name)()
+            );
+            return DropOutcome::TracePanicked;
+        }
     }
-    if !info.needs_drop {
-        return true;
-    }
-    let _flag = DropGlueFlag::set();
-    // SAFETY: the object is initialised and dead; this is the only time its drop glue runs.
-    let r = catch_unwind(AssertUnwindSafe(|| unsafe { (info.drop)(payload as *mut u8, len) }));
-    match r {
-        Ok(()) => true,
-        Err(payload) => {
-            let msg = panic_message(&*payload);
+    let _user_code = UserCodeGuard::enter(UserCode::DropGlue);
+    // SAFETY: initialised and dead, and this is the only time its drop glue runs (caller).
+    match context::contain(|| unsafe { (info.drop)(payload as *mut u8, len) }) {
+        Ok(()) => DropOutcome::Dropped,
+        Err(msg) => {
             eprintln!(
                 "lowpause: the destructor of a dead `{}` panicked ({msg}); the panic was contained \
                  and the object's memory reclaimed",
                 (info.name)()
             );
-            false
+            DropOutcome::DropPanicked
+        }
+    }
+}
+
+/// Runs a queued object's drop glue, then tells the next sweep its slot may be freed.
+///
+/// # Safety
+/// `item` came from [`sweep_dead`] and is run once.
+unsafe fn run_item(item: &DropItem) -> DropOutcome {
+    // SAFETY: the sweep queued an unreachable, initialised object; items are run once.
+    let outcome = unsafe { clear_and_drop(item.obj + HEADER_SIZE, item.info, item.len) };
+    // SAFETY: the slot stays allocated while the word says PENDING_DROP, so the header is there.
+    let word = unsafe { Header::info_word(item.obj) };
+    word.store(&DROPPED as *const TypeInfo as *mut TypeInfo, StdOrdering::Release);
+    outcome
+}
+
+/// Clears and drops the dead object starting at `obj` at heap teardown, if it has drop glue that
+/// has not run yet (a pending or dropped object's header says so).
+///
+/// # Safety
+/// `obj` is the start of an allocated, initialised object that no thread can reach any more, and
+/// that nobody will read again; the drop queue is empty.
+pub(crate) unsafe fn drop_at_teardown(obj: usize) -> DropOutcome {
+    // SAFETY: allocated and initialised (caller's guarantee).
+    let info = unsafe { Header::info_word(obj) }.load(StdOrdering::Acquire);
+    // SAFETY: every value the word holds is a `&'static TypeInfo` (the inert ones included).
+    let info: &'static TypeInfo = unsafe { &*info };
+    // SAFETY: as above.
+    let len = unsafe { Header::of(obj + HEADER_SIZE) }.len;
+    if !info.needs_drop || len == 0 {
+        return DropOutcome::Dropped;
+    }
+    // SAFETY: forwarded from the caller; the inert infos have no drop glue, so this object's
+    // drop glue has not run.
+    unsafe { clear_and_drop(obj + HEADER_SIZE, info, len) }
+}
+
+/// What [`DropQueue::take`] found.
+pub(crate) enum Take {
+    /// A batch to run, queued by the sweep of this cycle; the taker must call
+    /// [`DropQueue::finish`] after running it.
+    Batch(u64, Vec<DropItem>),
+    Empty,
+    /// The drop thread must exit (only for the runner).
+    Stopped,
+}
+
+#[derive(Default)]
+struct DropState {
+    /// Batches not yet taken, by the cycle whose sweep queued them, oldest first.
+    batches: VecDeque<(u64, Vec<DropItem>)>,
+    /// The cycles of the batches being run now, one entry each.
+    running: Vec<u64>,
+    /// The drop thread is running a batch.
+    runner_busy: bool,
+    /// The drop thread must take nothing more.
+    stopped: bool,
+}
+
+/// The queue of dead objects whose drop glue has not run yet.
+#[derive(Default)]
+pub(crate) struct DropQueue {
+    state: Mutex<DropState>,
+    /// Signalled when a batch finishes.
+    finished: Condvar,
+    /// Items queued and not yet taken (a hint, read without the lock).
+    queued: AtomicUsize,
+    /// The drop thread, woken with `unpark` when a batch is queued.
+    pub(crate) runner: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl DropQueue {
+    /// Queues what the sweep of `cycle` found, and wakes the drop thread.
+    pub(crate) fn push(&self, cycle: u64, items: &mut Vec<DropItem>) {
+        if items.is_empty() {
+            return;
+        }
+        let n = items.len();
+        self.state.lock().batches.push_back((cycle, std::mem::take(items)));
+        self.queued.fetch_add(n, Ordering::SeqCst);
+        if let Some(t) = self.runner.get() {
+            t.unpark();
+        }
+    }
+
+    /// Whether nothing is queued (a hint: a batch may be pushed at once).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0
+    }
+
+    /// Takes the oldest batch queued by a cycle in `cycles`, for the drop thread (`runner`) or
+    /// another thread outside every scope.
+    pub(crate) fn take(&self, cycles: RangeInclusive<u64>, runner: bool) -> Take {
+        let mut st = self.state.lock();
+        if runner && st.stopped {
+            return Take::Stopped;
+        }
+        let Some(i) = st.batches.iter().position(|(c, _)| cycles.contains(c)) else { return Take::Empty };
+        let (cycle, items) = st.batches.remove(i).expect("a batch at a found index");
+        st.running.push(cycle);
+        st.runner_busy |= runner;
+        self.queued.fetch_sub(items.len(), Ordering::SeqCst);
+        Take::Batch(cycle, items)
+    }
+
+    /// A batch of `cycle` taken with [`DropQueue::take`] has run.
+    pub(crate) fn finish(&self, cycle: u64, runner: bool) {
+        let mut st = self.state.lock();
+        if let Some(i) = st.running.iter().position(|&c| c == cycle) {
+            st.running.swap_remove(i);
+        }
+        if runner {
+            st.runner_busy = false;
+        }
+        self.finished.notify_all();
+    }
+
+    /// Waits until no batch queued by `cycle` is being run by another thread. (Batches of
+    /// earlier cycles are not waited for: their destructors may be waiting for this thread.)
+    pub(crate) fn wait_running(&self, cycle: u64) {
+        let mut st = self.state.lock();
+        while st.running.contains(&cycle) {
+            self.finished.wait(&mut st);
+        }
+    }
+
+    /// Tells the drop thread to take nothing more; returns whether it is running a batch now (a
+    /// destructor that may take any time: the caller must not wait for the thread).
+    pub(crate) fn stop_runner(&self) -> bool {
+        let mut st = self.state.lock();
+        st.stopped = true;
+        st.runner_busy
+    }
+}
+
+impl super::Collector {
+    /// Runs, on the calling thread, the drop glue of every object queued by the sweeps of
+    /// `cycles`. The caller is outside every scope and holds no collector lock.
+    pub(crate) fn run_drops(&self, cycles: RangeInclusive<u64>) {
+        while let Take::Batch(cycle, items) = self.drops.take(cycles.clone(), false) {
+            self.run_batch(&items);
+            self.drops.finish(cycle, false);
+        }
+    }
+
+    /// Runs one batch of drop glue, counting the panics.
+    pub(crate) fn run_batch(&self, items: &[DropItem]) {
+        let mut panics = 0;
+        for item in items {
+            // SAFETY: taken from the queue, so run exactly once.
+            if unsafe { run_item(item) } != DropOutcome::Dropped {
+                panics += 1;
+            }
+        }
+        if panics > 0 {
+            self.telemetry.drop_panics.fetch_add(panics, Ordering::Relaxed);
         }
     }
 }

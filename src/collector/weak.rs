@@ -22,6 +22,8 @@
 //!   flag and waits for the round (microseconds). Without the gate, a reader could grey an object
 //!   after the round that declared marking done, or a round that turned out dirty could leave
 //!   readers treating unmarked but reachable objects as dead.
+//! - `GATE_KEEP_ALL`: marking is done but failed: this cycle frees nothing, so the reader keeps
+//!   every target, greying nothing (the marks prove nothing, and the walk does not run).
 //! - `GATE_CLEARING`: marking is done; an unmarked target is dead, and the reader answers `None`
 //!   even if the walk has not reached its cell yet. The sweep cannot start while the flag is up
 //!   (turning the barrier off waits for every flag), so the mark bit it reads is this cycle's.
@@ -57,6 +59,9 @@ pub(crate) const GATE_OPEN: u32 = 0;
 pub(crate) const GATE_CLOSED: u32 = 1;
 /// Marking is done: an unmarked target is dead.
 pub(crate) const GATE_CLEARING: u32 = 2;
+/// Marking is done but failed (cycle.rs): nothing is freed this cycle, so every target may be
+/// handed out, and none is greyed.
+pub(crate) const GATE_KEEP_ALL: u32 = 3;
 
 /// A weak reference's cell: a GC object holding its target's payload address, or 0 once cleared.
 pub(crate) struct WeakCell {
@@ -72,6 +77,7 @@ impl WeakCell {
 // SAFETY: the cell holds no strong reference: its target is weak, handled by the registry.
 unsafe impl Trace for WeakCell {
     const NEEDS_TRACE: bool = false;
+    const __WEAK_KIND: u8 = crate::object::WEAK_CELL;
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
@@ -106,6 +112,13 @@ pub(crate) struct WeakRegistry {
     tables: Mutex<Vec<usize>>,
 }
 
+impl WeakRegistry {
+    /// The payload addresses of every listed cell and table (for the verifier).
+    pub(crate) fn listed(&self) -> (std::collections::HashSet<usize>, std::collections::HashSet<usize>) {
+        (self.cells.lock().iter().copied().collect(), self.tables.lock().iter().copied().collect())
+    }
+}
+
 /// A weak read in progress: the thread's `in_barrier` flag is up (if the barrier was on) and the
 /// gate was not closed. Lowers the flag when dropped. The caller must not allocate while holding
 /// one (turning the barrier off waits for the flag).
@@ -124,7 +137,7 @@ impl WeakAccess<'_> {
     /// freed before the walk clears its weak references).
     pub(crate) unsafe fn keep(&self, payload: usize) -> bool {
         match self.gate {
-            None => true,
+            None | Some(GATE_KEEP_ALL) => true,
             Some(GATE_CLEARING) => self.c.is_marked(payload),
             Some(_) => {
                 if self.c.grey(payload) == Some(true) {

@@ -15,13 +15,23 @@
 //!   idle thread a small share of the CPU, so one preempted mid-slice finishes it eventually and
 //!   cannot hold termination back forever.
 //!
+//! - the *drop thread* runs the drop glue the sweep queues (sweep.rs), off the coordinator, so a
+//!   destructor that blocks holds up only the destructors behind it, never a cycle.
+//!
+//! Every one of these threads is marked a collector thread (context.rs): attaching, opening a
+//! scope or collecting from one panics.
+//!
 //! Threads hold the collector by `Arc`, but never the user-facing handles: when the last `Heap`,
 //! `Mutator` or `Root` goes, the API layer stops and joins them first, so the heap is torn down
-//! on the user's thread, never on a GC thread.
+//! on the user's thread, never on a GC thread. The one exception is a drop thread caught inside a
+//! destructor at that moment: it is not waited for (the destructor may wait for the very thread
+//! dropping the heap), and the heap is torn down when it returns, on the drop thread.
 
+use super::context::{self, UserCode, UserCodeGuard};
 use super::cycle::{Drive, Phase};
 use super::mark::Marker;
 use super::pacer::fractional_wait_ns;
+use super::sweep::Take;
 use super::Collector;
 use crate::sync::{Arc, Ordering};
 use crate::telemetry::thread_cpu_ns;
@@ -43,7 +53,9 @@ enum Role {
 /// The running background threads of one heap.
 pub(crate) struct Workers {
     collector: Arc<Collector>,
+    /// The coordinator, then the mark workers.
     threads: Vec<JoinHandle<()>>,
+    dropper: Option<JoinHandle<()>>,
 }
 
 impl Workers {
@@ -76,34 +88,59 @@ impl Workers {
             threads.push(std::thread::Builder::new().name(name).spawn(move || mark_worker(&c, marker, role))?);
         }
         collector.mark.set_workers(stealers, threads[1..].iter().map(|t| t.thread().clone()).collect());
-        Ok(Workers { collector: collector.clone(), threads })
+        let c = collector.clone();
+        let dropper = std::thread::Builder::new().name("lowpause-drop".into()).spawn(move || drop_thread(&c))?;
+        let _ = collector.drops.runner.set(dropper.thread().clone());
+        Ok(Workers { collector: collector.clone(), threads, dropper: Some(dropper) })
     }
 
     /// Whether the calling thread is one of these.
     pub(crate) fn is_current(&self) -> bool {
         let me = std::thread::current().id();
-        self.threads.iter().any(|t| t.thread().id() == me)
+        self.threads.iter().chain(&self.dropper).any(|t| t.thread().id() == me)
     }
 
-    /// Stops and joins every thread.
+    /// Stops and joins every thread (the drop thread only if it is not inside a destructor).
     pub(crate) fn stop(mut self) {
         self.collector.shutdown.store(true, Ordering::SeqCst);
-        for t in &self.threads {
+        for t in self.threads.iter().chain(&self.dropper) {
             t.thread().unpark();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        if let Some(d) = self.dropper.take() {
+            if !self.collector.drops.stop_runner() {
+                let _ = d.join();
+            }
+        }
     }
 }
 
-/// Runs `f` on a collector thread; a panic (a collector bug, or a hand-written `Trace` impl that
-/// panicked) is recorded so that mutators report it instead of waiting forever for a dead thread.
+/// Runs `f` on a collector thread, marked as one; a panic (a collector bug: user code the
+/// collector runs has its panics contained where it runs) is recorded so that mutators report it
+/// instead of waiting forever for a dead thread.
 fn guarded(c: &Collector, what: &str, f: impl FnOnce()) {
-    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let msg = super::sweep::panic_message(&*p);
+    let _collector_thread = UserCodeGuard::enter(UserCode::CollectorThread);
+    if let Err(msg) = context::contain(f) {
         c.record_failure(format!("lowpause: the collector's {what} thread panicked: {msg}"));
     }
+}
+
+/// The drop thread: runs queued drop glue until the heap stops it. Destructor panics are
+/// contained per object (sweep.rs), so nothing ends this loop but the stop.
+fn drop_thread(c: &Collector) {
+    guarded(c, "drop", || loop {
+        match c.drops.take(0..=u64::MAX, true) {
+            Take::Batch(cycle, items) => {
+                c.run_batch(&items);
+                c.drops.finish(cycle, true);
+            }
+            Take::Empty if c.shutdown.load(Ordering::Acquire) => return,
+            Take::Empty => std::thread::park_timeout(Duration::from_millis(100)),
+            Take::Stopped => return,
+        }
+    });
 }
 
 fn coordinator(c: &Collector) {

@@ -24,7 +24,7 @@ pub(crate) mod page_heap;
 pub(crate) mod size_class;
 pub(crate) mod span;
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Mutex, Ordering};
 use crossbeam_utils::CachePadded;
 use page_heap::PageHeap;
 use size_class::{CLASS_PAGES, CLASS_SIZES, NUM_CLASSES, PAGE_SHIFT, PAGE_SIZE};
@@ -109,6 +109,8 @@ pub(crate) struct Memory {
     pub(crate) sweepgen: AtomicU32,
     /// Spans popped from an unswept set and not yet swept.
     sweeping: AtomicUsize,
+    /// The current sweep frees nothing: its mark failed (see `begin_sweep`).
+    keep_all: AtomicBool,
     pub(crate) counters: MemoryCounters,
 }
 
@@ -138,6 +140,20 @@ pub(crate) const LAZY_SWEEP_BUDGET: usize = 16;
 /// Spans a lazy sweep pops at a time.
 const LAZY_SWEEP_BITE: usize = 4;
 
+/// What a sweep does with one dead (allocated, unmarked) object; the sweeper's `on_dead`
+/// decides (sweep.rs: objects with drop glue keep their slot until it has run).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dead {
+    /// Free the slot; the object counts as freed now.
+    Free,
+    /// Keep the slot allocated; the object counts as freed now (its slot follows later).
+    KeepCounted,
+    /// Keep the slot allocated; the object was counted before.
+    Keep,
+    /// Free the slot; the object was counted before.
+    FreeUncounted,
+}
+
 /// Out of address space in the reservation.
 #[derive(Debug)]
 pub(crate) struct Exhausted;
@@ -163,6 +179,7 @@ impl Memory {
             unswept_len: (0..=NUM_CLASSES * SpanKind::COUNT).map(|_| AtomicUsize::new(0)).collect(),
             sweepgen: AtomicU32::new(2),
             sweeping: AtomicUsize::new(0),
+            keep_all: AtomicBool::new(false),
             counters: MemoryCounters::default(),
         })
     }
@@ -254,6 +271,16 @@ impl Memory {
         // SAFETY: the page table maps every page of a span in use to it (module invariant), and
         // the caller guarantees the span is in use.
         unsafe { &*p }
+    }
+
+    /// The span in use that holds `addr`, if any (a checked [`Memory::span_of`], for the
+    /// verifier: `addr` must lie inside the reservation).
+    pub(crate) fn span_in_use<'a>(&self, addr: usize) -> Option<&'a Span> {
+        let p = self.page_entry(addr).load(Ordering::Acquire);
+        // SAFETY: a non-null page-table entry points to a span in use (module invariant); a span
+        // is freed only after its pages are unmapped from the table, which happens only when no
+        // object of it is reachable, and the verifier only follows reachable references.
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     #[inline]
@@ -399,8 +426,8 @@ impl Memory {
             let mut found = None;
             for s in batch.drain(..) {
                 // SAFETY: popping the span from an unswept set made us its holder; no-drop spans
-                // need no per-object work, so the empty callback is the whole sweep.
-                if let Some(s) = unsafe { self.sweep_span(s, |_| {}, dead) } {
+                // need no per-object work: every dead slot is simply free.
+                if let Some(s) = unsafe { self.sweep_span(s, |_| Dead::Free, dead) } {
                     // SAFETY: we hold it.
                     if found.is_none() && !unsafe { s.get().is_full() } {
                         found = Some(s);
@@ -437,9 +464,12 @@ impl Memory {
 
     /// Starts a new sweep generation after marking: flips every central's swept and unswept
     /// sets (O(1)). Spans held by caches join the unswept sets when released. Called with the
-    /// previous sweep finished (the collector's job).
-    pub(crate) fn begin_sweep(&self) {
+    /// previous sweep finished (the collector's job). With `keep_all` (the mark failed, so its
+    /// marks prove nothing) the sweep frees nothing: every allocated slot stays allocated and
+    /// every mark is cleared.
+    pub(crate) fn begin_sweep(&self, keep_all: bool) {
         debug_assert!(self.sweep_done());
+        self.keep_all.store(keep_all, Ordering::SeqCst);
         self.counters.swept_live_bytes.store(0, Ordering::Relaxed);
         self.counters.swept_live_objects.store(0, Ordering::Relaxed);
         let sg = self.sweepgen.fetch_add(2, Ordering::AcqRel) + 2;
@@ -492,9 +522,11 @@ impl Memory {
     }
 
     /// Sweeps a span its caller holds: calls `on_dead(object start)` for every object that was
-    /// allocated and is unmarked, then makes the marks the new alloc bits. Returns the span if it
-    /// still has live objects (the caller still holds it); an empty span goes to `dead`, for the
-    /// caller to return with [`Memory::free_spans`].
+    /// allocated and is unmarked and does what it answers, then makes the marks (and the kept
+    /// slots) the new alloc bits. Returns the span if it still has allocated slots (the caller
+    /// still holds it); an empty span goes to `dead`, for the caller to return with
+    /// [`Memory::free_spans`]. In a sweep that keeps everything (`begin_sweep`), `on_dead` is
+    /// not called.
     ///
     /// # Safety
     /// The caller holds the span (popped it from `unswept`), marking of this cycle has finished,
@@ -502,7 +534,7 @@ impl Memory {
     pub(crate) unsafe fn sweep_span(
         &self,
         span: SpanPtr,
-        mut on_dead: impl FnMut(usize),
+        mut on_dead: impl FnMut(usize) -> Dead,
         dead_spans: &mut Vec<SpanPtr>,
     ) -> Option<SpanPtr> {
         // SAFETY: the caller holds the span, so it is in use and its alloc state is ours.
@@ -517,29 +549,48 @@ impl Memory {
             s.class
         );
         s.sweepgen.store(sg - 1, Ordering::Relaxed);
-        let (mut live, mut dead) = (0usize, 0usize);
+        let keep_all = self.keep_all.load(Ordering::Relaxed);
+        let (mut live, mut kept, mut freed) = (0usize, 0usize, 0usize);
         for w in 0..st.words {
             let marked = s.mark_bits[w].load(Ordering::Acquire);
-            let mut dead_bits = st.allocated_word(w) & !marked;
-            while dead_bits != 0 {
-                let b = dead_bits.trailing_zeros() as usize;
-                dead_bits &= dead_bits - 1;
-                on_dead(s.slot_addr(w * 64 + b));
-                dead += 1;
+            let allocated = st.allocated_word(w);
+            let mut next = marked;
+            if keep_all {
+                next |= allocated;
+                kept += (allocated & !marked).count_ones() as usize;
+            } else {
+                let mut dead_bits = allocated & !marked;
+                while dead_bits != 0 {
+                    let b = dead_bits.trailing_zeros() as usize;
+                    dead_bits &= dead_bits - 1;
+                    match on_dead(s.slot_addr(w * 64 + b)) {
+                        Dead::Free => freed += 1,
+                        Dead::FreeUncounted => {}
+                        Dead::KeepCounted => {
+                            freed += 1;
+                            kept += 1;
+                            next |= 1 << b;
+                        }
+                        Dead::Keep => {
+                            kept += 1;
+                            next |= 1 << b;
+                        }
+                    }
+                }
             }
-            st.alloc_bits[w] = marked;
+            st.alloc_bits[w] = next;
             s.mark_bits[w].store(0, Ordering::Relaxed);
             live += marked.count_ones() as usize;
         }
-        st.reset_after_sweep(live);
+        st.reset_after_sweep(live + kept);
         s.sweepgen.store(sg, Ordering::Release);
-        self.counters.freed_objects.fetch_add(dead, Ordering::Relaxed);
-        self.counters.freed_bytes.fetch_add(dead * s.elem_size, Ordering::Relaxed);
+        self.counters.freed_objects.fetch_add(freed, Ordering::Relaxed);
+        self.counters.freed_bytes.fetch_add(freed * s.elem_size, Ordering::Relaxed);
         self.counters.swept_live_objects.fetch_add(live, Ordering::Relaxed);
         self.counters.swept_live_bytes.fetch_add(live * s.elem_size, Ordering::Relaxed);
         let before = self.sweeping.fetch_sub(1, Ordering::SeqCst);
         debug_assert!(before > 0, "swept a span that was not popped from an unswept set");
-        if live == 0 {
+        if live + kept == 0 {
             dead_spans.push(span);
             None
         } else {

@@ -21,6 +21,10 @@ pub(crate) struct Telemetry {
     pub(crate) live_objects: AtomicUsize,
     pub(crate) goal: AtomicUsize,
     pub(crate) drop_panics: AtomicU64,
+    /// Cycles whose mark failed (a `Trace` impl panicked) and that freed nothing.
+    pub(crate) failed_cycles: AtomicU64,
+    /// Finalizers that panicked.
+    pub(crate) finalizer_panics: AtomicU64,
     /// Longest time a cycle waited for every thread to reach a scope boundary, in nanoseconds.
     pub(crate) max_handshake_ns: AtomicU64,
     /// Wall time of all cycles, in nanoseconds.
@@ -104,8 +108,14 @@ pub struct Stats {
     pub roots: usize,
     /// Attached mutator threads.
     pub threads: usize,
-    /// Destructors that panicked (each was contained).
+    /// Destructors that panicked (each was contained), and dead objects whose clearing `trace`
+    /// panicked (their destructor was skipped).
     pub drop_panics: u64,
+    /// Cycles whose mark failed because a `Trace` impl panicked (or held a reference the heap
+    /// does not own): each freed nothing, and the heap went on (see [`Trace`](crate::Trace)).
+    pub failed_cycles: u64,
+    /// Finalizers that panicked (each was contained; the others still run).
+    pub finalizer_panics: u64,
     /// Longest time a cycle waited for the threads to reach a scope boundary.
     pub max_handshake_wait: Duration,
     /// Longest time any mutator waited on the collector.
@@ -160,6 +170,12 @@ impl fmt::Display for Stats {
         )?;
         if self.drop_panics > 0 {
             write!(f, ", {} destructor panics", self.drop_panics)?;
+        }
+        if self.failed_cycles > 0 {
+            write!(f, ", {} failed cycles", self.failed_cycles)?;
+        }
+        if self.finalizer_panics > 0 {
+            write!(f, ", {} finalizer panics", self.finalizer_panics)?;
         }
         Ok(())
     }

@@ -42,6 +42,8 @@ pub(crate) struct CycleTrace {
     pub(crate) workers: usize,
     /// Weak references cleared (cells and table entries), and finalizers queued, at mark end.
     pub(crate) weak: (usize, usize),
+    /// The mark failed (a `Trace` impl panicked): the cycle freed nothing.
+    pub(crate) failed: bool,
 }
 
 fn ms(d: Duration) -> String {
@@ -85,6 +87,6 @@ impl CycleTrace {
             self.threads,
             self.workers,
             weak,
-        )
+        ) + if self.failed { ", FAILED: a Trace impl panicked, nothing freed" } else { "" }
     }
 }
