@@ -159,10 +159,12 @@ impl Header {
     /// # Safety
     /// `obj` is the start of an allocated object whose header has been written.
     #[inline]
-    pub(crate) unsafe fn info_word<'a>(obj: usize) -> &'a std::sync::atomic::AtomicPtr<TypeInfo> {
+    pub(crate) unsafe fn info_word<'a>(obj: usize) -> &'a crate::sync::AtomicPtr<TypeInfo> {
         // SAFETY: the header's first word is the `&'static TypeInfo`, pointer-sized and aligned,
         // which an `AtomicPtr` may view; every access during the deferred-drop states is atomic.
-        unsafe { &*(obj as *const std::sync::atomic::AtomicPtr<TypeInfo>) }
+        // (Under loom this is never called: the models drive `sweep::drop_state` and friends on
+        // an atomic of their own.)
+        unsafe { &*(obj as *const crate::sync::AtomicPtr<TypeInfo>) }
     }
 
     /// Bytes the object occupies, header included (before rounding up to its slot).

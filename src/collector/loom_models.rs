@@ -59,6 +59,7 @@ fn loom_handshake_against_scope_entry_and_exit() {
             loom::thread::spawn(move || {
                 for _ in 0..2 {
                     let (mut acked, _) = state.enter();
+                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
                     cache.with_mut(|c| unsafe { *c += 1 });
                     let req = posted.load(Ordering::Acquire);
                     if req > acked {
@@ -75,6 +76,7 @@ fn loom_handshake_against_scope_entry_and_exit() {
                 Claim::Answered => break,
                 Claim::Inside => loom::thread::yield_now(),
                 Claim::Claimed => {
+                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
                     cache.with_mut(|c| unsafe { *c += 100 });
                     state.end_claim(t);
                     break;
@@ -341,5 +343,101 @@ fn loom_weak_read_against_the_end_of_marking() {
             let got = reader.join().unwrap();
             assert!(got == 0 || marks.is_marked(got));
         }
+    });
+}
+
+/// A dead object's deferred drop glue against the sweeps that follow (sweep.rs).
+///
+/// Bugs it catches: a sweep freeing (and the allocator reusing) a slot whose destructor is still
+/// running, or before the destructor's writes are visible — a data race on the object's memory,
+/// which loom's `UnsafeCell` reports. Guards: a sweep keeps a `Pending` slot, and the runner's
+/// release store of `Dropped` against the sweep's acquire load. It also checks the destructor
+/// runs exactly once.
+#[test]
+fn loom_deferred_drop_against_the_next_sweeps() {
+    use super::sweep::{set_dropped, sweep_word};
+    use crate::memory::Dead;
+    use crate::object::TypeInfo;
+    static OWN_INFO: TypeInfo = TypeInfo::of::<String>();
+    loom::model(|| {
+        let word = Arc::new(AtomicPtr::new(&OWN_INFO as *const TypeInfo as *mut TypeInfo));
+        // The object's memory: the destructor writes it, a reuse after freeing writes it.
+        let memory = Arc::new(UnsafeCell::new(0u32));
+        let queue = Arc::new(Mutex::new(Vec::<usize>::new()));
+
+        let runner = {
+            let (word, memory, queue) = (word.clone(), memory.clone(), queue.clone());
+            loom::thread::spawn(move || loop {
+                if queue.lock().unwrap().pop().is_some() {
+                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+                    memory.with_mut(|m| unsafe { *m += 1 }); // the destructor
+                    set_dropped(&word);
+                    return;
+                }
+                loom::thread::yield_now();
+            })
+        };
+
+        // Cycle 1's sweep finds the object dead with drop glue: it queues it.
+        assert_eq!(sweep_word(&word, || 1).0, Dead::KeepCounted);
+        queue.lock().unwrap().push(X);
+        // Cycles 2 and 3: each sweep keeps a pending slot and frees a dropped one, which the
+        // allocator then reuses.
+        let mut freed = false;
+        for _ in 0..2 {
+            if !freed {
+                match sweep_word(&word, || 1).0 {
+                    Dead::Keep => {}
+                    Dead::FreeUncounted | Dead::Free => {
+                        freed = true;
+                        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+                        memory.with_mut(|m| unsafe { *m = 100 }); // reused by a new object
+                    }
+                    Dead::KeepCounted => panic!("a queued object was queued again"),
+                }
+            }
+            loom::thread::yield_now();
+        }
+        runner.join().unwrap();
+        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+        let m = memory.with(|m| unsafe { *m });
+        assert!(if freed { m == 100 } else { m == 1 }, "the destructor ran {m} times");
+    });
+}
+
+/// `collect` waiting for its own cycle's drop glue against the drop thread taking it.
+///
+/// Bugs it catches: a batch run twice (taken by both), or `collect` returning before a batch of
+/// its cycle that the drop thread took has finished (a lost wakeup, or a wait that looked at the
+/// wrong cycle). Guards: the queue's lock around take and finish, and `wait_running`'s loop.
+#[test]
+fn loom_collect_waits_for_its_cycles_drops() {
+    use super::sweep::{DropItem, DropQueue, Take};
+    loom::model(|| {
+        let q = Arc::new(DropQueue::default());
+        let ran = Arc::new(UnsafeCell::new(0u32));
+        q.push(1, &mut vec![DropItem::fake(X)]);
+
+        let runner = {
+            let (q, ran) = (q.clone(), ran.clone());
+            loom::thread::spawn(move || {
+                if let Take::Batch(cycle, _) = q.take(0..=u64::MAX, true) {
+                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+                    ran.with_mut(|r| unsafe { *r += 1 });
+                    q.finish(cycle, true);
+                }
+            })
+        };
+        // The collecting thread: its cycle is 1.
+        if let Take::Batch(cycle, _) = q.take(1..=1, false) {
+            // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+            ran.with_mut(|r| unsafe { *r += 1 });
+            q.finish(cycle, false);
+        }
+        q.wait_running(1);
+        // Whoever ran it, it ran once, and before `collect` returned.
+        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+        assert_eq!(ran.with(|r| unsafe { *r }), 1);
+        runner.join().unwrap();
     });
 }

@@ -45,10 +45,9 @@ use super::context::{self, UserCode, UserCodeGuard};
 use super::mark::Tracer;
 use crate::memory::Dead;
 use crate::object::{Header, TypeInfo, DROPPED, HEADER_SIZE, PENDING_DROP};
-use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Condvar, Mutex, Ordering};
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
-use std::sync::atomic::Ordering as StdOrdering;
 
 /// A dead object whose drop glue waits in the queue: its start, and its own type info and length
 /// (its header's `info` word says `PENDING_DROP` meanwhile).
@@ -62,6 +61,14 @@ pub(crate) struct DropItem {
 // type info is `'static` and immutable.
 unsafe impl Send for DropItem {}
 
+impl DropItem {
+    /// An item for a model: nothing at `obj` is ever dereferenced by the queue.
+    #[cfg(all(test, loom))]
+    pub(crate) fn fake(obj: usize) -> DropItem {
+        DropItem { obj, info: &DROPPED, len: 0 }
+    }
+}
+
 /// How running one object's drop glue went.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum DropOutcome {
@@ -72,6 +79,57 @@ pub(crate) enum DropOutcome {
     TracePanicked,
 }
 
+/// Where a dead object's `info` word says its drop glue is (the states of the module docs).
+pub(crate) enum DropState {
+    /// Not queued yet: the object's own type info.
+    Fresh(&'static TypeInfo),
+    /// Queued; its drop glue has not finished.
+    Pending,
+    /// Its drop glue ran.
+    Dropped,
+}
+
+/// Reads a dead object's `info` word (acquire: after `Dropped`, the destructor's writes are
+/// visible, so the slot may be reused).
+pub(crate) fn drop_state(word: &AtomicPtr<TypeInfo>) -> DropState {
+    let info = word.load(Ordering::Acquire);
+    if std::ptr::eq(info, &PENDING_DROP) {
+        DropState::Pending
+    } else if std::ptr::eq(info, &DROPPED) {
+        DropState::Dropped
+    } else {
+        // SAFETY: any other value is the object's own `&'static TypeInfo` (object.rs).
+        DropState::Fresh(unsafe { &*info })
+    }
+}
+
+/// The sweep queues a dead object: from now on its slot is kept. Relaxed: only the span's holder
+/// touches a dead object's header until the item is handed over through the queue's lock.
+pub(crate) fn set_pending(word: &AtomicPtr<TypeInfo>) {
+    word.store(&PENDING_DROP as *const TypeInfo as *mut TypeInfo, Ordering::Relaxed);
+}
+
+/// The runner is done with a dead object: release, so the sweep that reads `Dropped` (and frees
+/// the slot for reuse) sees everything the destructor wrote.
+pub(crate) fn set_dropped(word: &AtomicPtr<TypeInfo>) {
+    word.store(&DROPPED as *const TypeInfo as *mut TypeInfo, Ordering::Release);
+}
+
+/// The sweep's decision for one dead object, from its `info` word: keep a pending slot, free a
+/// dropped one or one with nothing to drop, or mark it pending and return its info (the caller
+/// queues it). `len` reads the object's element count.
+pub(crate) fn sweep_word(word: &AtomicPtr<TypeInfo>, len: impl FnOnce() -> usize) -> (Dead, Option<&'static TypeInfo>) {
+    match drop_state(word) {
+        DropState::Pending => (Dead::Keep, None),
+        DropState::Dropped => (Dead::FreeUncounted, None),
+        DropState::Fresh(info) if !info.needs_drop || len() == 0 => (Dead::Free, None),
+        DropState::Fresh(info) => {
+            set_pending(word);
+            (Dead::KeepCounted, Some(info))
+        }
+    }
+}
+
 /// What the sweep does with the dead object starting at `obj` in a span with drop glue: queue its
 /// drop glue in `queued` (keeping the slot), keep a pending one, free one whose drop glue ran.
 ///
@@ -79,27 +137,15 @@ pub(crate) enum DropOutcome {
 /// `obj` is the start of an allocated, initialised object that is unmarked after a complete mark:
 /// unreachable. The caller holds its span.
 pub(crate) unsafe fn sweep_dead(obj: usize, queued: &mut Vec<DropItem>) -> Dead {
-    // SAFETY: the object is allocated and its header written (caller's guarantee).
-    let word = unsafe { Header::info_word(obj) };
-    let info = word.load(StdOrdering::Acquire);
-    if std::ptr::eq(info, &PENDING_DROP) {
-        return Dead::Keep;
+    // SAFETY: the object is allocated and its header written (caller's guarantee); `len` never
+    // changes.
+    let len = || unsafe { Header::of(obj + HEADER_SIZE) }.len;
+    // SAFETY: as above.
+    let (dead, info) = sweep_word(unsafe { Header::info_word(obj) }, len);
+    if let Some(info) = info {
+        queued.push(DropItem { obj, info, len: len() });
     }
-    if std::ptr::eq(info, &DROPPED) {
-        return Dead::FreeUncounted;
-    }
-    // SAFETY: any other value is the object's own `&'static TypeInfo`.
-    let info: &'static TypeInfo = unsafe { &*info };
-    // SAFETY: as above; `len` never changes.
-    let len = unsafe { Header::of(obj + HEADER_SIZE) }.len;
-    if !info.needs_drop || len == 0 {
-        return Dead::Free;
-    }
-    // Only the holder of the span touches a dead object's header until the item is handed over
-    // (through the queue's lock).
-    word.store(&PENDING_DROP as *const TypeInfo as *mut TypeInfo, StdOrdering::Relaxed);
-    queued.push(DropItem { obj, info, len });
-    Dead::KeepCounted
+    dead
 }
 
 /// Clears (nulls every reference) and drops `len` elements of type `info` at `payload`.
@@ -147,8 +193,7 @@ unsafe fn run_item(item: &DropItem) -> DropOutcome {
     // SAFETY: the sweep queued an unreachable, initialised object; items are run once.
     let outcome = unsafe { clear_and_drop(item.obj + HEADER_SIZE, item.info, item.len) };
     // SAFETY: the slot stays allocated while the word says PENDING_DROP, so the header is there.
-    let word = unsafe { Header::info_word(item.obj) };
-    word.store(&DROPPED as *const TypeInfo as *mut TypeInfo, StdOrdering::Release);
+    set_dropped(unsafe { Header::info_word(item.obj) });
     outcome
 }
 
@@ -160,9 +205,9 @@ unsafe fn run_item(item: &DropItem) -> DropOutcome {
 /// that nobody will read again; the drop queue is empty.
 pub(crate) unsafe fn drop_at_teardown(obj: usize) -> DropOutcome {
     // SAFETY: allocated and initialised (caller's guarantee).
-    let info = unsafe { Header::info_word(obj) }.load(StdOrdering::Acquire);
-    // SAFETY: every value the word holds is a `&'static TypeInfo` (the inert ones included).
-    let info: &'static TypeInfo = unsafe { &*info };
+    let DropState::Fresh(info) = drop_state(unsafe { Header::info_word(obj) }) else {
+        return DropOutcome::Dropped;
+    };
     // SAFETY: as above.
     let len = unsafe { Header::of(obj + HEADER_SIZE) }.len;
     if !info.needs_drop || len == 0 {
@@ -184,7 +229,7 @@ pub(crate) enum Take {
 }
 
 #[derive(Default)]
-struct DropState {
+struct QueueState {
     /// Batches not yet taken, by the cycle whose sweep queued them, oldest first.
     batches: VecDeque<(u64, Vec<DropItem>)>,
     /// The cycles of the batches being run now, one entry each.
@@ -198,7 +243,7 @@ struct DropState {
 /// The queue of dead objects whose drop glue has not run yet.
 #[derive(Default)]
 pub(crate) struct DropQueue {
-    state: Mutex<DropState>,
+    state: Mutex<QueueState>,
     /// Signalled when a batch finishes.
     finished: Condvar,
     /// Items queued and not yet taken (a hint, read without the lock).
