@@ -245,7 +245,14 @@ fn a_finalizer_on_a_weak_table_is_refused() {
 // Trace impls that break their contract.
 
 static TRACE_PANICS: AtomicBool = AtomicBool::new(false);
-static TRACE_USES_HEAP: Mutex<Option<Heap>> = Mutex::new(None);
+static TRACE_USES_HEAP: Mutex<Option<(Heap, HeapUse)>> = Mutex::new(None);
+
+/// What a rogue `trace` tries to do with a heap.
+#[derive(Clone, Copy, Debug)]
+enum HeapUse {
+    Attach,
+    IdleStep,
+}
 static TRACE_SAW: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// A payload whose own `Drop` panics.
@@ -268,9 +275,13 @@ unsafe impl Trace for Rogue {
         if TRACE_PANICS.load(Ordering::SeqCst) {
             std::panic::panic_any(PanicsOnDrop);
         }
-        if let Some(heap) = TRACE_USES_HEAP.lock().unwrap().clone() {
-            let r = catch_unwind(AssertUnwindSafe(|| drop(heap.attach())));
-            TRACE_SAW.lock().unwrap().push(r.map(|_| "attached".into()).unwrap_or_else(|e| message_of(&*e)));
+        let what = TRACE_USES_HEAP.lock().unwrap().clone();
+        if let Some((heap, what)) = what {
+            let r = catch_unwind(AssertUnwindSafe(|| match what {
+                HeapUse::Attach => drop(heap.attach()),
+                HeapUse::IdleStep => ignore(heap.idle_step(Instant::now() + Duration::from_millis(1))),
+            }));
+            TRACE_SAW.lock().unwrap().push(r.map(|_| "no panic".into()).unwrap_or_else(|e| message_of(&*e)));
         }
         self.child.trace(tracer);
     }
@@ -321,19 +332,24 @@ fn a_panicking_trace_fails_the_cycle_frees_nothing_and_the_heap_goes_on() {
 #[test]
 fn a_trace_that_uses_the_heap_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for heap in heaps() {
+    for (heap, what) in heaps().flat_map(|h| [(h.clone(), HeapUse::Attach), (h, HeapUse::IdleStep)]) {
         let mut m = heap.attach();
         let rogue = rogue_and_garbage(&mut m, 0);
         TRACE_SAW.lock().unwrap().clear();
-        *TRACE_USES_HEAP.lock().unwrap() = Some(Heap::new());
-        within(20, "collect with a trace that attaches", {
+        *TRACE_USES_HEAP.lock().unwrap() = Some((heap.clone(), what));
+        within(20, "collect with a trace that uses a heap", {
             let heap = heap.clone();
             move || heap.attach().collect()
         });
         *TRACE_USES_HEAP.lock().unwrap() = None;
         let saw = TRACE_SAW.lock().unwrap().clone();
         assert!(!saw.is_empty(), "the trace never ran");
-        assert!(saw.iter().all(|m| m.contains("Heap::attach called from a `Trace::trace` implementation")), "{saw:?}");
+        let op = match what {
+            HeapUse::Attach => "Heap::attach",
+            HeapUse::IdleStep => "Heap::idle_step",
+        };
+        let want = format!("{op} called from a `Trace::trace` implementation");
+        assert!(saw.iter().all(|m| m.contains(&want)), "{saw:?}");
         m.scope(|s| assert_eq!(rogue.get(s).child.get(s).unwrap().value, 42));
         assert_heap_usable(&heap, &mut m);
     }

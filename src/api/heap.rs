@@ -132,7 +132,8 @@ impl Heap {
     ///
     /// # Panics
     /// If this thread already has a `Mutator` for this heap (there is one per heap per thread:
-    /// keep it and pass it around), or if called from the drop glue of a GC object.
+    /// keep it and pass it around), or if called from the drop glue of a GC object, from a
+    /// `Trace` impl, or on one of the collector's threads.
     ///
     /// ```
     /// let heap = lowpause::Heap::new();
@@ -221,6 +222,10 @@ impl Heap {
     /// whether there was anything to do. Call it from any thread, attached or not, inside a
     /// scope or not.
     ///
+    /// # Panics
+    /// If called from a `Trace` impl or on one of the collector's threads (marking from inside
+    /// marking).
+    ///
     /// ```
     /// use std::time::{Duration, Instant};
     /// let heap = lowpause::Heap::new();
@@ -228,6 +233,10 @@ impl Heap {
     /// assert!(!heap.idle_step(Instant::now() + Duration::from_millis(1)));
     /// ```
     pub fn idle_step(&self, deadline: std::time::Instant) -> bool {
+        use crate::collector::context::{self, UserCode};
+        if let Some(code @ (UserCode::Trace | UserCode::CollectorThread)) = context::user_code() {
+            super::mutator::refused("Heap::idle_step", code);
+        }
         self.inner.collector.idle_step(deadline)
     }
 }

@@ -69,7 +69,8 @@ impl Mutator {
     /// thread), and here, in synchronous mode (`workers(0)`), it does the cycle's work.
     ///
     /// # Panics
-    /// If called from the drop glue of a GC object. A panic inside `f` leaves the scope cleanly.
+    /// If called from the drop glue of a GC object, from a `Trace` impl, or on one of the
+    /// collector's threads. A panic inside `f` leaves the scope cleanly.
     ///
     /// ```
     /// use lowpause::{Heap, Member, Trace};
@@ -197,11 +198,11 @@ fn check_may_wait(op: &str) {
 /// The panic for a heap entry point called from user code the collector runs.
 #[cold]
 #[inline(never)]
-fn refused(op: &str, code: UserCode) -> ! {
+pub(crate) fn refused(op: &str, code: UserCode) -> ! {
     let why = match code {
         UserCode::DropGlue => {
             "destructors of heap objects run outside every scope and may not use a heap: do that \
-             work before the object dies, or send it to a thread of your own and do not wait for it"
+             work before the object dies, or hand it to another thread (waiting for it is fine)"
         }
         UserCode::Trace => {
             "a Trace impl runs inside the collector (on its threads, or in another thread's \
