@@ -36,6 +36,14 @@ fn heaps() -> impl Iterator<Item = Heap> {
     [0, 1].into_iter().map(|w| Heap::builder().workers(w).verify(true).build().unwrap())
 }
 
+/// Runs `f` on a synchronous and on a concurrent heap, each [`within`] `secs`.
+fn on_each_heap(secs: u64, what: &'static str, f: impl Fn(Heap) + Send + Clone + 'static) {
+    for heap in heaps() {
+        let f = f.clone();
+        within(secs, what, move || f(heap));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every method that takes a scope and an in-heap object, through another heap's scope.
 
@@ -50,18 +58,24 @@ struct Holder {
     table: Member<WeakTable<Node, Node>>,
 }
 
-/// Heap A's holder, filled: every slot refers to `node`, the table maps `node` to `node`.
-fn holder(m: &mut Mutator) -> (Root<Holder>, Root<Node>) {
-    m.scope(|s| {
-        let node = s.alloc(Node { value: 7, next: Member::null() });
-        let h = s.alloc(Holder {
+impl Holder {
+    fn empty() -> Holder {
+        Holder {
             member: Member::null(),
             value: Value::nil(),
             members: GcVec::new(),
             values: GcVec::new(),
             weak: WeakMember::null(),
             table: Member::null(),
-        });
+        }
+    }
+}
+
+/// Heap A's holder, filled: every slot refers to `node`, the table maps `node` to `node`.
+fn holder(m: &mut Mutator) -> (Root<Holder>, Root<Node>) {
+    m.scope(|s| {
+        let node = s.alloc(Node { value: 7, next: Member::null() });
+        let h = s.alloc(Holder::empty());
         h.member.set(s, Some(node));
         h.value.set(s, ValueRef::Object(node));
         h.members.push(s, Some(node));
@@ -206,14 +220,7 @@ fn a_finalizer_on_a_weak_table_is_refused() {
             let key = s.alloc(Node { value: 1, next: Member::null() });
             let t = WeakTable::<Node, Node>::new_in(s);
             t.insert(s, key, ValueRef::Object(s.alloc(Node { value: 3, next: Member::null() })));
-            let table_holder = s.alloc(Holder {
-                member: Member::null(),
-                value: Value::nil(),
-                members: GcVec::new(),
-                values: GcVec::new(),
-                weak: WeakMember::null(),
-                table: Member::null(),
-            });
+            let table_holder = s.alloc(Holder::empty());
             table_holder.table.set(s, Some(t));
             let (done, ok) = (done.clone(), ok.clone());
             let key_root = s.root(key);
@@ -384,57 +391,53 @@ fn garbage_on_drop(m: &mut Mutator, f: impl FnOnce() + Send + Sync + 'static) {
 
 #[test]
 fn a_destructor_panic_whose_payload_panics_is_contained() {
-    for heap in heaps() {
-        within(20, "collect after a doubly panicking destructor", move || {
-            let mut m = heap.attach();
-            let ran = Arc::new(AtomicUsize::new(0));
-            for _ in 0..3 {
-                let r = ran.clone();
-                garbage_on_drop(&mut m, move || {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    std::panic::panic_any(PanicsOnDrop)
-                });
-                m.collect();
-            }
-            assert_eq!(ran.load(Ordering::SeqCst), 3, "a destructor did not run");
-            assert_eq!(heap.stats().drop_panics, 3, "{}", heap.stats());
-            assert_heap_usable(&heap, &mut m);
-        });
-    }
+    on_each_heap(20, "collect after a doubly panicking destructor", |heap| {
+        let mut m = heap.attach();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let r = ran.clone();
+            garbage_on_drop(&mut m, move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                std::panic::panic_any(PanicsOnDrop)
+            });
+            m.collect();
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 3, "a destructor did not run");
+        assert_eq!(heap.stats().drop_panics, 3, "{}", heap.stats());
+        assert_heap_usable(&heap, &mut m);
+    });
 }
 
 #[test]
 fn a_finalizer_panic_whose_payload_panics_is_contained_and_finalizers_keep_running() {
-    for heap in heaps() {
-        within(20, "finalizers after a doubly panicking one", move || {
-            let mut m = heap.attach();
-            let ran = Arc::new(AtomicUsize::new(0));
-            m.scope(|s| {
-                let r = ran.clone();
-                s.set_finalizer(s.alloc(1u64), move |_, _| {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    std::panic::panic_any(PanicsOnDrop)
-                });
+    on_each_heap(20, "finalizers after a doubly panicking one", |heap| {
+        let mut m = heap.attach();
+        let ran = Arc::new(AtomicUsize::new(0));
+        m.scope(|s| {
+            let r = ran.clone();
+            s.set_finalizer(s.alloc(1u64), move |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+                std::panic::panic_any(PanicsOnDrop)
             });
-            while ran.load(Ordering::SeqCst) < 1 {
-                m.collect();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // A second finalizer, registered after the first one's panic, still runs.
-            m.scope(|s| {
-                let r = ran.clone();
-                s.set_finalizer(s.alloc(2u64), move |_, _| {
-                    r.fetch_add(1, Ordering::SeqCst);
-                });
-            });
-            while ran.load(Ordering::SeqCst) < 2 {
-                m.collect();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            assert_eq!(heap.stats().finalizer_panics, 1);
-            assert_heap_usable(&heap, &mut m);
         });
-    }
+        while ran.load(Ordering::SeqCst) < 1 {
+            m.collect();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A second finalizer, registered after the first one's panic, still runs.
+        m.scope(|s| {
+            let r = ran.clone();
+            s.set_finalizer(s.alloc(2u64), move |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        while ran.load(Ordering::SeqCst) < 2 {
+            m.collect();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(heap.stats().finalizer_panics, 1);
+        assert_heap_usable(&heap, &mut m);
+    });
 }
 
 /// A helper thread attached to `heap`: on each request it enters a scope, allocates, collects
@@ -454,59 +457,55 @@ fn helper(heap: Heap) -> mpsc::Sender<mpsc::Sender<()>> {
 
 #[test]
 fn a_destructor_that_waits_for_a_thread_using_the_heap_completes() {
-    for heap in heaps() {
-        within(30, "a destructor waiting for a collecting thread", move || {
-            let mut m = heap.attach();
-            let requests = Mutex::new(helper(heap.clone()));
-            let answered = Arc::new(AtomicUsize::new(0));
-            for _ in 0..3 {
-                let (requests, answered) = (requests.lock().unwrap().clone(), answered.clone());
-                garbage_on_drop(&mut m, move || {
-                    let (tx, rx) = mpsc::channel();
-                    requests.send(tx).unwrap();
-                    // The helper enters a scope and collects before it answers.
-                    if rx.recv_timeout(Duration::from_secs(10)).is_ok() {
-                        answered.fetch_add(1, Ordering::SeqCst);
-                    }
-                });
-                m.collect();
-            }
-            assert_eq!(answered.load(Ordering::SeqCst), 3, "a destructor's helper never answered");
-            assert_heap_usable(&heap, &mut m);
-        });
-    }
+    on_each_heap(30, "a destructor waiting for a collecting thread", |heap| {
+        let mut m = heap.attach();
+        let requests = Mutex::new(helper(heap.clone()));
+        let answered = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let (requests, answered) = (requests.lock().unwrap().clone(), answered.clone());
+            garbage_on_drop(&mut m, move || {
+                let (tx, rx) = mpsc::channel();
+                requests.send(tx).unwrap();
+                // The helper enters a scope and collects before it answers.
+                if rx.recv_timeout(Duration::from_secs(10)).is_ok() {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            m.collect();
+        }
+        assert_eq!(answered.load(Ordering::SeqCst), 3, "a destructor's helper never answered");
+        assert_heap_usable(&heap, &mut m);
+    });
 }
 
 #[test]
 fn a_blocked_finalizer_holds_up_no_collection() {
-    for heap in heaps() {
-        within(30, "collections while a finalizer blocks", move || {
-            let mut m = heap.attach();
-            let (release, blocked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-            m.scope(|s| {
-                let (release, blocked) = (release.clone(), blocked.clone());
-                s.set_finalizer(s.alloc(1u64), move |heap, obj| {
-                    // It reads its object, then blocks outside every scope: no cycle waits.
-                    ignore(heap.attach().scope(|s| *obj.get(s)));
-                    blocked.store(true, Ordering::SeqCst);
-                    while !release.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                });
+    on_each_heap(30, "collections while a finalizer blocks", |heap| {
+        let mut m = heap.attach();
+        let (release, blocked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        m.scope(|s| {
+            let (release, blocked) = (release.clone(), blocked.clone());
+            s.set_finalizer(s.alloc(1u64), move |heap, obj| {
+                // It reads its object, then blocks outside every scope: no cycle waits.
+                ignore(heap.attach().scope(|s| *obj.get(s)));
+                blocked.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             });
-            while !blocked.load(Ordering::SeqCst) {
-                m.collect();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let cycles = heap.stats().cycles;
-            for _ in 0..5 {
-                m.collect();
-            }
-            assert!(heap.stats().cycles >= cycles + 5);
-            assert_heap_usable(&heap, &mut m);
-            release.store(true, Ordering::SeqCst);
         });
-    }
+        while !blocked.load(Ordering::SeqCst) {
+            m.collect();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let cycles = heap.stats().cycles;
+        for _ in 0..5 {
+            m.collect();
+        }
+        assert!(heap.stats().cycles >= cycles + 5);
+        assert_heap_usable(&heap, &mut m);
+        release.store(true, Ordering::SeqCst);
+    });
 }
 
 #[test]

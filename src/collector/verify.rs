@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reference_outside_the_heap_and_an_unlisted_table_are_reported() {
+    fn a_reference_outside_the_heap_an_unlisted_table_and_an_unkept_value_are_reported() {
         let heap = Heap::builder().workers(0).build().unwrap();
         let other = Heap::builder().workers(0).build().unwrap();
         let (mut m, mut mo) = (heap.attach(), other.attach());
@@ -228,7 +228,7 @@ mod tests {
                 c.grey(p);
             }
             // The marks stay set; the collections at the end clear them.
-            Verifier::run(&c.memory, roots, Vec::new(), &|_| Vec::new(), listed)
+            Verifier::run(&c.memory, roots, Vec::new(), &|reached| c.ephemeron_values(reached), listed)
         };
         let f = mo.scope(|s| foreign.get(s).payload().as_ptr());
         m.scope(|s| word(&root.get(s).child).store(f, std::sync::atomic::Ordering::SeqCst));
@@ -241,7 +241,15 @@ mod tests {
         let unlisted = |_, kind| kind != crate::object::WEAK_TABLE;
         let Err(VerifyError::Broken(err)) = verify(&unlisted) else { panic!("no failure") };
         assert!(err.contains("ephemeron table") && err.contains("not listed"), "{err}");
-        drop((table, root, foreign));
+        // The value of a live key left unmarked.
+        let key = m.scope(|s| {
+            let k = s.alloc(5u64);
+            table.get(s).insert(s, k, crate::ValueRef::Object(s.alloc(6u64)));
+            s.root(k)
+        });
+        let Err(VerifyError::Broken(err)) = verify(&listed) else { panic!("no failure") };
+        assert!(err.contains("left unmarked") && err.contains("the value of a live key"), "{err}");
+        drop((table, root, foreign, key));
         m.collect();
         mo.collect();
     }
