@@ -32,8 +32,13 @@ fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send
 /// Uses a result for nothing (the attacks only care whether the call panics).
 fn ignore<T>(_: T) {}
 
+/// A verifying heap with `workers` mark workers, its reservation small enough for valgrind.
+fn heap(workers: usize) -> Heap {
+    Heap::builder().workers(workers).verify(true).max_heap(256 << 20).build().unwrap()
+}
+
 fn heaps() -> impl Iterator<Item = Heap> {
-    [0, 1].into_iter().map(|w| Heap::builder().workers(w).verify(true).build().unwrap())
+    [0, 1].into_iter().map(heap)
 }
 
 /// Runs `f` on a synchronous and on a concurrent heap, each [`within`] `secs`.
@@ -169,7 +174,7 @@ fn every_in_heap_method_refuses_another_heaps_scope() {
 fn a_weak_table_never_launders_an_object_into_another_heap() {
     // The attack of issue 10: find through heap B's scope returned a key of heap A as a B `Gc`,
     // which was then stored into a B member and read after A freed it.
-    let (ha, hb) = (Heap::builder().workers(0).verify(true).build().unwrap(), Heap::new());
+    let (ha, hb) = (heap(0), heap(1));
     let (mut ma, mut mb) = (ha.attach(), hb.attach());
     let (table, _key) = ma.scope(|sa| {
         let t = WeakTable::<Node, Node>::new_in(sa);
@@ -512,7 +517,7 @@ fn a_blocked_finalizer_holds_up_no_collection() {
 fn a_blocked_destructor_holds_up_no_cycle() {
     // Concurrent mode: the destructor blocks on the drop thread; cycles (and the collections
     // of threads that do not wait for it) go on.
-    let heap = Heap::builder().workers(1).verify(true).build().unwrap();
+    let heap = heap(1);
     within(30, "cycles while a destructor blocks", move || {
         let mut m = heap.attach();
         let (release, blocked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
@@ -550,7 +555,7 @@ fn a_blocked_destructor_holds_up_no_cycle() {
 
 #[test]
 fn collect_inside_a_scope_of_another_heap_panics_instead_of_hanging() {
-    let (ha, hb) = (Heap::new(), Heap::new());
+    let (ha, hb) = (heap(1), heap(1));
     // Two threads, each inside a scope of one heap, collecting the other's: before, both hung.
     let start = Arc::new(std::sync::Barrier::new(2));
     let run = |mine: Heap, theirs: Heap, start: Arc<std::sync::Barrier>| {
