@@ -59,7 +59,8 @@ impl TypeInfo {
             name: std::any::type_name::<T>,
             slice: false,
             size: std::mem::size_of::<T>(),
-            needs_trace: T::NEEDS_TRACE,
+            // A zero-sized value holds no reference (scope.rs puts it in a no-scan span).
+            needs_trace: T::NEEDS_TRACE && std::mem::size_of::<T>() != 0,
             needs_drop: std::mem::needs_drop::<T>(),
             weak_kind: T::__WEAK_KIND,
             trace: trace_elems::<T>,

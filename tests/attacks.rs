@@ -160,7 +160,7 @@ fn every_in_heap_method_refuses_another_heaps_scope() {
         let weak = ma.scope(|sa| Weak::new(sa, node.get(sa)));
         for (op, attack) in [
             ("Root::get", Box::new(|sb: &Scope<'_>| ignore(node.get(sb))) as Box<dyn Fn(&Scope<'_>)>),
-            ("Root::get", Box::new(|sb: &Scope<'_>| ignore(weak.get(sb)))),
+            ("Weak::get", Box::new(|sb: &Scope<'_>| ignore(weak.get(sb)))),
         ] {
             let msg = panic_message(|| mb.scope(|sb| attack(sb)));
             assert!(msg.contains(op) && msg.contains("another heap"), "{op}: {msg}");

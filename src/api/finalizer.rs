@@ -74,9 +74,9 @@ fn run_ready(heap: &Heap) {
         });
         if let Err(msg) = r {
             c.telemetry.finalizer_panics.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
+            crate::telemetry::report(&format!(
                 "lowpause: a finalizer panicked ({msg}); the panic was contained and the other finalizers still run"
-            );
+            ));
         }
     }
 }

@@ -40,7 +40,8 @@ fn memory_limit_setting(limit: Option<usize>) -> Result<Option<usize>, ConfigErr
 /// Threads that allocate or read GC objects [`attach`](Heap::attach) to it and work inside
 /// [scopes](Mutator::scope). The heap lives until its last `Heap`, [`Mutator`] and
 /// [`Root`](crate::Root) are dropped; then it drops every object left and returns its memory to the
-/// OS, on the thread that dropped the last handle.
+/// OS, on the thread that dropped the last handle (or, if that is one of the heap's own threads —
+/// a destructor or finalizer that dropped it —, on that thread once it is done).
 ///
 /// ```
 /// use lowpause::{Heap, Member, Trace};
@@ -81,11 +82,11 @@ impl Drop for Shared {
         self.finalizer.stop(&self.collector);
         if let Some(w) = self.workers.take() {
             if w.is_current() {
-                // A destructor running on a GC thread dropped the last handle (only possible
-                // through a hand-written `Trace` impl holding one). That thread cannot join
-                // itself: tell the threads to stop and let them exit on their own.
-                self.collector.shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
-                std::mem::forget(w);
+                // Code running on one of the heap's own threads (a destructor on the drop thread)
+                // dropped the last handle. That thread cannot join itself: the threads are told
+                // to stop and left to exit on their own; each holds the collector, and the last
+                // one to exit tears the heap down.
+                w.abandon();
             } else {
                 w.stop();
             }
@@ -124,6 +125,7 @@ impl Heap {
             workers: None,
             idle_workers: None,
             verify: None,
+            trace: None,
             profile_rate: DEFAULT_PROFILE_RATE,
         }
     }
@@ -271,6 +273,7 @@ pub struct HeapBuilder {
     workers: Option<usize>,
     idle_workers: Option<usize>,
     verify: Option<bool>,
+    trace: Option<bool>,
     profile_rate: usize,
 }
 
@@ -376,6 +379,19 @@ impl HeapBuilder {
         self
     }
 
+    /// The trace line (Go's `gctrace`): one line per cycle on stderr, with its phases, CPU, heap
+    /// sizes and goal (`src/telemetry/trace.rs` explains every field). Default: on if the
+    /// environment variable `LOWPAUSE_TRACE` is `1`.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::builder().trace(true).build().unwrap();
+    /// heap.attach().collect(); // prints "gc 1 @0.001s 0%: ..." on stderr
+    /// ```
+    pub fn trace(mut self, on: bool) -> HeapBuilder {
+        self.trace = Some(on);
+        self
+    }
+
     /// How often allocations are sampled for the heap profile
     /// ([`Mutator::heap_profile`](crate::Mutator::heap_profile)): on average once every `bytes`
     /// allocated, at random distances, as Go's `MemProfileRate`. `1` records every allocation
@@ -419,7 +435,7 @@ impl HeapBuilder {
         }
         let verify = self.verify.unwrap_or_else(|| std::env::var("LOWPAUSE_VERIFY").is_ok_and(|v| v == "1"));
         let max_heap = self.max_heap.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let trace = std::env::var("LOWPAUSE_TRACE").is_ok_and(|v| v == "1");
+        let trace = self.trace.unwrap_or_else(|| std::env::var("LOWPAUSE_TRACE").is_ok_and(|v| v == "1"));
         let profile_rate = self.profile_rate;
         let config = Config { gc_percent, memory_limit, max_heap, workers, idle_workers, verify, trace, profile_rate };
         let collector =

@@ -96,7 +96,10 @@ impl<T: ?Sized + GcObject> Member<T> {
     pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
         self.check(s, "get");
         let p = self.ptr.load(Ordering::Acquire);
-        debug_assert!(p.is_null() || s.collector().memory.contains(p as usize), "a Member held a foreign reference");
+        debug_assert!(
+            p.is_null() || s.collector().memory.contains(p as usize - crate::object::HEADER_SIZE),
+            "a Member held a foreign reference"
+        );
         // SAFETY: a non-null member of an object of this heap points to an initialised object of
         // type `T` of the same heap (only `set` writes it, from a `Gc<'s, T>` of this scope's
         // heap), and an object reachable in a scope stays allocated until the scope ends.

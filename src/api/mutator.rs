@@ -40,17 +40,26 @@ impl Mutator {
             refused("Heap::attach", code);
         }
         let key = Arc::as_ptr(&shared) as usize;
-        ATTACHED.with(|a| {
+        let fresh = ATTACHED.try_with(|a| {
             let mut a = a.borrow_mut();
-            if a.contains(&key) {
-                panic!(
-                    "lowpause: Heap::attach called on a thread that already has a Mutator for this \
-                     heap; there is one Mutator per heap per thread: keep the first one and pass \
-                     `&mut Mutator` where it is needed"
-                );
+            let fresh = !a.contains(&key);
+            if fresh {
+                a.push(key);
             }
-            a.push(key);
+            fresh
         });
+        match fresh {
+            Ok(true) => {}
+            Ok(false) => panic!(
+                "lowpause: Heap::attach called on a thread that already has a Mutator for this \
+                 heap; there is one Mutator per heap per thread: keep the first one and pass \
+                 `&mut Mutator` where it is needed"
+            ),
+            Err(_) => panic!(
+                "lowpause: Heap::attach called while this thread's thread-locals are being \
+                 destroyed (from a thread-local's destructor); attach from a thread that is running"
+            ),
+        }
         let rec = shared.collector.attach();
         Mutator { shared, rec, _not_send: PhantomData }
     }

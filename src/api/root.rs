@@ -45,6 +45,14 @@ impl<T: ?Sized + GcObject> Root<T> {
         Root { heap: shared.clone(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
     }
 
+    /// Panics unless `s` is a scope of this root's heap (`op` names the caller's operation).
+    #[inline(always)]
+    pub(crate) fn check_heap(&self, s: &Scope<'_>, op: &'static str) {
+        if !Arc::ptr_eq(&self.heap, s.shared()) {
+            wrong_heap(op);
+        }
+    }
+
     /// Takes over the root-table slot `slot`, which roots the `T` at `payload`.
     ///
     /// # Safety
@@ -69,9 +77,7 @@ impl<T: ?Sized + GcObject> Root<T> {
     /// ```
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>) -> Gc<'s, T> {
-        if !Arc::ptr_eq(&self.heap, s.shared()) {
-            wrong_heap();
-        }
+        self.check_heap(s, "Root::get");
         // SAFETY: the root keeps the object allocated; it is initialised and of type `T`, and
         // `s` is a scope of the heap the object lives in.
         unsafe { Gc::from_payload(self.ptr.cast()) }
@@ -80,9 +86,9 @@ impl<T: ?Sized + GcObject> Root<T> {
 
 #[cold]
 #[inline(never)]
-fn wrong_heap() -> ! {
+fn wrong_heap(op: &str) -> ! {
     panic!(
-        "lowpause: Root::get called with a scope of another heap; a Root can only be read in a \
+        "lowpause: {op} called with a scope of another heap; a handle can only be read in a \
          scope of the heap it was made in (attach to that heap and open a scope there)"
     )
 }

@@ -44,11 +44,24 @@ struct Layout<T>(PhantomData<T>);
 impl<T: Trace> Layout<T> {
     const SIZE: usize = HEADER_SIZE + size_of::<T>();
     const CLASS: Option<u8> = class_of(Self::SIZE);
-    const KIND: SpanKind = SpanKind::new(T::NEEDS_TRACE, needs_drop::<T>());
+    /// Zero-sized types hold no reference whatever their `NEEDS_TRACE` says (`[Member<T>; 0]`):
+    /// they go to no-scan spans, so an array of `usize::MAX` of them is never traced element by
+    /// element (which would never end).
+    const KIND: SpanKind = SpanKind::new(T::NEEDS_TRACE && size_of::<T>() != 0, needs_drop::<T>());
     const INFO: &'static TypeInfo = &TypeInfo::of::<T>();
     const SLICE_INFO: &'static TypeInfo = &TypeInfo::slice_of::<T>();
     const ALIGN_OK: () =
         assert!(std::mem::align_of::<T>() <= MAX_ALIGN, "lowpause: GC objects may need at most 16-byte alignment");
+}
+
+/// The panic for an array larger than the whole reservation.
+#[cold]
+#[inline(never)]
+fn too_large(len: usize, elem: usize, reservation: usize) -> ! {
+    panic!(
+        "lowpause: alloc_slice of {len} elements of {elem} bytes needs more than the heap's whole \
+         reservation ({reservation} bytes); raise HeapBuilder::max_heap, or allocate less"
+    )
 }
 
 impl<'s> Scope<'s> {
@@ -114,7 +127,8 @@ impl<'s> Scope<'s> {
     /// empty (length 0) for the collector: no slot with uninitialised elements remains.
     ///
     /// # Panics
-    /// If the array's size overflows `usize`, or if `init` panics.
+    /// If the array cannot fit in the heap's reservation (`HeapBuilder::max_heap`), if the heap
+    /// is exhausted, or if `init` panics.
     ///
     /// ```
     /// use lowpause::{Heap, Member};
@@ -134,10 +148,11 @@ impl<'s> Scope<'s> {
     ) -> Gc<'s, [T]> {
         #[allow(clippy::let_unit_value)]
         let () = Layout::<T>::ALIGN_OK;
-        let size = size_of::<T>()
-            .checked_mul(len)
-            .and_then(|b| b.checked_add(HEADER_SIZE))
-            .unwrap_or_else(|| panic!("lowpause: alloc_slice of {len} elements of {} bytes overflows", size_of::<T>()));
+        let size = size_of::<T>().checked_mul(len).and_then(|b| b.checked_add(HEADER_SIZE));
+        let size = match size {
+            Some(size) if size <= self.collector.memory.len() => size,
+            _ => too_large(len, size_of::<T>(), self.collector.memory.len()),
+        };
         // SAFETY: `self.rec` is this thread's record and we are inside its scope.
         let (obj, large) =
             unsafe { self.collector.alloc(self.rec, class_of(size), size, Layout::<T>::KIND, Layout::<T>::SLICE_INFO) };

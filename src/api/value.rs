@@ -219,7 +219,10 @@ impl<T: ?Sized + GcObject> Value<T> {
     pub fn get<'s>(&self, s: &Scope<'s>) -> ValueRef<'s, T> {
         self.check(s, "get");
         let w = self.word.load(Ordering::Acquire);
-        debug_assert!(decode(w) == 0 || s.collector().memory.contains(decode(w)), "a Value held a foreign reference");
+        debug_assert!(
+            decode(w) == 0 || s.collector().memory.contains(decode(w) - crate::object::HEADER_SIZE),
+            "a Value held a foreign reference"
+        );
         // SAFETY: the slot lies in this heap (checked above), and every word in it was written by
         // `set` from a `ValueRef<'s, T>` of this scope's heap (or is nil); an object reachable in
         // a scope stays allocated until the scope ends.

@@ -66,6 +66,7 @@ impl<T: ?Sized + GcObject> Weak<T> {
     /// # Panics
     /// If `s` is a scope of another heap.
     pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
+        self.cell.check_heap(s, "Weak::get");
         read_cell(s, Gc::as_scoped(self.cell.get(s)))
     }
 }
@@ -383,7 +384,10 @@ impl<K: ?Sized + GcObject, V: ?Sized + GcObject> WeakTable<K, V> {
 
 impl<K: ?Sized, V: ?Sized> fmt::Debug for WeakTable<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WeakTable({} entries)", self.raw.entries.lock().len())
+        // The lock is released before the caller's writer runs (it may do anything, and
+        // termination rounds take this lock).
+        let n = self.raw.entries.lock().len();
+        write!(f, "WeakTable({n} entries)")
     }
 }
 

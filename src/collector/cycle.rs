@@ -336,11 +336,11 @@ impl Collector {
             }
         }
         if let Some(reason) = &failure {
-            eprintln!(
+            crate::telemetry::report(&format!(
                 "lowpause: cycle {} failed and frees nothing: {reason}. A Trace impl must neither panic \
                  nor hold a reference the heap does not own; the next cycle tries again",
                 st.cycle
-            );
+            ));
             self.telemetry.failed_cycles.fetch_add(1, Ordering::Relaxed);
             st.trace.failed = true;
         } else {
@@ -511,7 +511,7 @@ impl Collector {
             std::array::from_fn(|k| now[k].saturating_sub(st.cpu_at_start[k]));
         tr.gc_cpu_share =
             now.iter().sum::<u64>() as f64 / 1e9 / (tr.since_start.as_secs_f64() * self.procs as f64).max(1e-9);
-        eprintln!("{}", tr.line());
+        crate::telemetry::report(&tr.line());
     }
 
     /// Answers request `token` for every thread outside a scope; true if every thread has now

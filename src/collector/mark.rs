@@ -342,7 +342,7 @@ impl Marker {
             "a reference to {payload:#x}, outside this heap's reservation, was found while marking; \
              only a hand-written `unsafe impl Trace` that breaks its contract can store one"
         );
-        eprintln!("lowpause: {msg}");
+        crate::telemetry::report(&format!("lowpause: {msg}"));
         self.queue().fail(msg);
     }
 

@@ -608,11 +608,13 @@ impl Collector {
         self.run_drops_at_boundary();
     }
 
-    /// In synchronous mode a thread at a scope boundary (outside its scope) runs the drop glue
-    /// the sweep queued; in concurrent mode the drop thread does.
+    /// In synchronous mode a thread at a scope boundary runs the drop glue the sweep queued, if
+    /// it is outside every scope of every heap (a destructor that waits for another thread must
+    /// not hold up the cycle of a heap whose scope this thread is in); in concurrent mode the drop
+    /// thread does.
     #[inline]
     fn run_drops_at_boundary(&self) {
-        if self.config.workers == 0 && !self.drops.is_empty() {
+        if self.config.workers == 0 && !self.drops.is_empty() && context::scopes_open() == 0 {
             self.run_drops(0..=u64::MAX);
         }
     }
@@ -668,7 +670,7 @@ impl Collector {
     /// Records a collector failure for mutators to report (the first one wins), and wakes anyone
     /// waiting for a cycle.
     pub(crate) fn record_failure(&self, msg: String) {
-        eprintln!("{msg}");
+        crate::telemetry::report(&msg);
         self.failure.lock().get_or_insert(msg);
         let _g = self.done_lock.lock();
         self.done_cv.notify_all();

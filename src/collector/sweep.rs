@@ -161,12 +161,12 @@ unsafe fn clear_and_drop(payload: usize, info: &'static TypeInfo, len: usize) ->
         if let Err(p) = unsafe { (info.trace)(payload as *const u8, len, &mut t) } {
             let msg = context::panic_message(&*p);
             context::discard_payload(p);
-            eprintln!(
+            crate::telemetry::report(&format!(
                 "lowpause: the Trace::trace of a dead `{}` panicked while clearing it before its \
                  destructor ({msg}); the panic was contained, the destructor skipped and the object's \
                  own resources leaked",
                 (info.name)()
-            );
+            ));
             return DropOutcome::TracePanicked;
         }
     }
@@ -175,11 +175,11 @@ unsafe fn clear_and_drop(payload: usize, info: &'static TypeInfo, len: usize) ->
     match context::contain(|| unsafe { (info.drop)(payload as *mut u8, len) }) {
         Ok(()) => DropOutcome::Dropped,
         Err(msg) => {
-            eprintln!(
+            crate::telemetry::report(&format!(
                 "lowpause: the destructor of a dead `{}` panicked ({msg}); the panic was contained \
                  and the object's memory reclaimed",
                 (info.name)()
-            );
+            ));
             DropOutcome::DropPanicked
         }
     }

@@ -249,7 +249,10 @@ impl Collector {
     /// Starts a weak read on the calling thread (`rec`, inside a scope).
     #[inline]
     pub(crate) fn weak_access<'a>(&'a self, rec: &'a ThreadRecord) -> WeakAccess<'a> {
-        if !self.barrier_on.load(Ordering::Relaxed) {
+        // Acquire: a reader that sees the barrier off after a cycle's end must also see what
+        // that cycle's walk cleared before turning it off (the release of the barrier flag's
+        // store), or it could read a cell's stale target that the sweep is about to free.
+        if !self.barrier_on.load(Ordering::Acquire) {
             return WeakAccess { c: self, rec, gate: None };
         }
         self.weak_access_slow(rec)

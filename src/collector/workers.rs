@@ -100,12 +100,17 @@ impl Workers {
         self.threads.iter().chain(&self.dropper).any(|t| t.thread().id() == me)
     }
 
-    /// Stops and joins every thread (the drop thread only if it is not inside a destructor).
-    pub(crate) fn stop(mut self) {
+    /// Tells every thread to stop and wakes it.
+    fn signal_stop(&self) {
         self.collector.shutdown.store(true, Ordering::SeqCst);
         for t in self.threads.iter().chain(&self.dropper) {
             t.thread().unpark();
         }
+    }
+
+    /// Stops and joins every thread (the drop thread only if it is not inside a destructor).
+    pub(crate) fn stop(mut self) {
+        self.signal_stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -114,6 +119,13 @@ impl Workers {
                 let _ = d.join();
             }
         }
+    }
+
+    /// Stops every thread without waiting for any (the caller is one of them): each exits on its
+    /// own, dropping its hold on the collector; the last one tears the heap down.
+    pub(crate) fn abandon(self) {
+        self.signal_stop();
+        self.collector.drops.stop_runner();
     }
 }
 

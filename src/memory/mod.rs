@@ -454,6 +454,9 @@ impl Memory {
     /// A fresh span for one large object of `size` bytes, already holding its (only) slot. The
     /// caller holds it until the object is initialised, then releases it.
     pub(crate) fn alloc_large(&self, size: usize, kind: SpanKind) -> Result<SpanPtr, Exhausted> {
+        if size > self.len {
+            return Err(Exhausted);
+        }
         let npages = size.div_ceil(PAGE_SIZE);
         let span = self.new_span(npages, Span::LARGE, kind, npages * PAGE_SIZE)?;
         // SAFETY: the span is new; we are its only holder.

@@ -52,6 +52,29 @@ pub(crate) struct Telemetry {
     pub(crate) alloc_types: profile::TypeTable,
 }
 
+/// Writes one line to the process's standard error, with `write(2)` on file descriptor 2 rather
+/// than through `std::io::stderr()`: the collector reports from its own threads and under its own
+/// locks, and std's stderr lock may be held by a user thread that is waiting for the collector
+/// (`collect` with `stderr().lock()` held). One system call per line for lines below the pipe
+/// buffer size, so lines of different threads do not interleave.
+pub(crate) fn report(line: &str) {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid buffer of `rest.len()` bytes for the duration of the call.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            rest = &rest[n as usize..];
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            return; // stderr closed or broken: nothing to report to
+        }
+    }
+}
+
 /// CPU time the calling thread has used, in nanoseconds.
 pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
