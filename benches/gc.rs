@@ -161,9 +161,21 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// An empty scope, entered and left, on an idle heap: the safepoint every batch of work pays;
+/// beside it a `parking_lot` mutex locked and unlocked (the cheapest std-like critical section).
+fn scope_entry(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scope");
+    let heap = Heap::builder().workers(1).build().unwrap();
+    let mut m = heap.attach();
+    g.bench_function("empty scope", |b| b.iter(|| m.scope(|s| black_box(s as *const _ as usize))));
+    let lock = parking_lot::Mutex::new(0usize);
+    g.bench_function("parking_lot lock+unlock", |b| b.iter(|| *black_box(&lock).lock() += 1));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = member_set, mark_and_sweep, handshake
+    targets = member_set, mark_and_sweep, handshake, scope_entry
 }
 criterion_main!(benches);
