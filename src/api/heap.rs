@@ -40,8 +40,11 @@ fn memory_limit_setting(limit: Option<usize>) -> Result<Option<usize>, ConfigErr
 /// Threads that allocate or read GC objects [`attach`](Heap::attach) to it and work inside
 /// [scopes](Mutator::scope). The heap lives until its last `Heap`, [`Mutator`] and
 /// [`Root`](crate::Root) are dropped; then it drops every object left and returns its memory to the
-/// OS, on the thread that dropped the last handle (or, if that is one of the heap's own threads —
-/// a destructor or finalizer that dropped it —, on that thread once it is done).
+/// OS, on the thread that dropped the last handle. Exceptions, so that teardown never waits for
+/// a destructor that may be waiting for the dropping thread: if that thread is inside a scope (of
+/// another heap), teardown runs on a thread of its own; if it is one of the heap's own threads (a
+/// destructor or finalizer dropped the last handle), or the heap's drop thread is inside a
+/// destructor at that moment, teardown runs on that thread once it is done.
 ///
 /// ```
 /// use lowpause::{Heap, Member, Trace};
@@ -71,7 +74,8 @@ pub struct Heap {
 /// background threads. When the last handle goes, the threads are stopped and joined here, so the
 /// collector is torn down on the thread that dropped that handle.
 pub(crate) struct Shared {
-    pub(crate) collector: Arc<Collector>,
+    /// Dropped by hand in `Drop` (on this thread, or on a teardown thread: see there).
+    pub(crate) collector: std::mem::ManuallyDrop<Arc<Collector>>,
     workers: Option<Workers>,
     /// Started with the first finalizer.
     pub(crate) finalizer: super::finalizer::FinalizerThread,
@@ -80,16 +84,35 @@ pub(crate) struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.finalizer.stop(&self.collector);
-        if let Some(w) = self.workers.take() {
-            if w.is_current() {
-                // Code running on one of the heap's own threads (a destructor on the drop thread)
-                // dropped the last handle. That thread cannot join itself: the threads are told
-                // to stop and left to exit on their own; each holds the collector, and the last
-                // one to exit tears the heap down.
+        let abandoned = match self.workers.take() {
+            // Code running on one of the heap's own threads (a destructor on the drop thread)
+            // dropped the last handle. That thread cannot join itself: the threads are told to
+            // stop and left to exit on their own; each holds the collector, and the last one to
+            // exit tears the heap down.
+            Some(w) if w.is_current() => {
                 w.abandon();
-            } else {
-                w.stop();
+                true
             }
+            Some(w) => {
+                w.stop();
+                false
+            }
+            None => false,
+        };
+        // SAFETY: `collector` is not used again: this is the end of `drop`.
+        let collector = unsafe { std::mem::ManuallyDrop::take(&mut self.collector) };
+        if !abandoned && crate::collector::context::scopes_open() > 0 {
+            // The last handle went inside a scope (of another heap). Teardown runs the remaining
+            // destructors, and one that waits for a thread collecting that other heap would
+            // wait for this thread's scope boundary: tear down on a thread of its own instead.
+            let spawned = std::thread::Builder::new().name("lowpause-teardown".into()).spawn(move || drop(collector));
+            if let Err(e) = spawned {
+                crate::telemetry::report(&format!(
+                    "lowpause: could not start a thread to tear a heap down ({e}); its memory is leaked"
+                ));
+            }
+        } else {
+            drop(collector);
         }
     }
 }
@@ -440,7 +463,13 @@ impl HeapBuilder {
         let config = Config { gc_percent, memory_limit, max_heap, workers, idle_workers, verify, trace, profile_rate };
         let collector =
             Arc::new(Collector::new(config).map_err(|error| ConfigError::Reserve { bytes: max_heap, error })?);
-        let workers = if workers > 0 { Some(Workers::start(&collector).map_err(ConfigError::Spawn)?) } else { None };
-        Ok(Heap { inner: Arc::new(Shared { collector, workers, finalizer: Default::default() }) })
+        let workers = Some(Workers::start(&collector).map_err(ConfigError::Spawn)?);
+        Ok(Heap {
+            inner: Arc::new(Shared {
+                collector: std::mem::ManuallyDrop::new(collector),
+                workers,
+                finalizer: Default::default(),
+            }),
+        })
     }
 }

@@ -39,9 +39,7 @@ unsafe impl<T: ?Sized + GcObject> Sync for Root<T> {}
 impl<T: ?Sized + GcObject> Root<T> {
     pub(crate) fn new(shared: &Arc<Shared>, gc: Gc<'_, T>) -> Root<T> {
         let payload = gc.payload().as_ptr() as usize;
-        let c = &shared.collector;
-        c.shade_for_root(payload);
-        let slot = c.roots.add(payload);
+        let slot = shared.collector.add_root(payload);
         Root { heap: shared.clone(), slot, ptr: NonNull::from(Gc::as_scoped(gc)) }
     }
 
@@ -95,9 +93,7 @@ fn wrong_heap(op: &str) -> ! {
 
 impl<T: ?Sized + GcObject> Clone for Root<T> {
     fn clone(&self) -> Self {
-        let payload = self.ptr.cast::<u8>().as_ptr() as usize;
-        self.heap.collector.shade_for_root(payload);
-        let slot = self.heap.collector.roots.add(payload);
+        let slot = self.heap.collector.add_root(self.ptr.cast::<u8>().as_ptr() as usize);
         Root { heap: self.heap.clone(), slot, ptr: self.ptr }
     }
 }

@@ -55,9 +55,10 @@ pub(crate) enum Drive {
     /// The coordinator thread: outside every scope; sweeps everything.
     Background,
     /// A mutator outside every scope (`collect`, a scope boundary in synchronous mode): unbounded
-    /// work, spans with drop glue included (their drop glue is only queued, never run here).
+    /// work.
     Outside,
-    /// A mutator's allocation slow path, inside a scope: bounded work, spans without drop glue.
+    /// A mutator's allocation slow path, inside a scope: bounded work. (Sweeping runs no user
+    /// code in either: drop glue is only queued.)
     SlowPath,
 }
 
@@ -308,10 +309,14 @@ impl Collector {
         );
         // A clean round with a failed mark: nothing will be freed, so a weak read may hand out
         // any target (and must not answer "dead" for an unmarked one that is reachable).
+        // With verification on, readers wait (the gate stays closed) until the verifier has said
+        // whether the marks hold: a `trace` that panics only there fails the cycle too, and a
+        // read must not have answered "dead" for an object the failed cycle then keeps.
         let gate = match (clean, self.mark.has_failed()) {
             (false, _) => GATE_OPEN,
-            (true, false) => GATE_CLEARING,
             (true, true) => GATE_KEEP_ALL,
+            (true, false) if self.config.verify => GATE_CLOSED,
+            (true, false) => GATE_CLEARING,
         };
         self.weak.gate.store(gate, Ordering::SeqCst);
         if !clean {
@@ -322,18 +327,21 @@ impl Collector {
 
     fn mark_done(&self, st: &mut CycleState, drive: Drive) -> bool {
         let mut failure = self.mark.take_failure();
+        let mut broken = None;
         if self.config.verify && failure.is_none() {
             match self.verify() {
                 Ok(_) => {}
                 Err(VerifyError::TracePanicked(msg)) => failure = Some(msg),
                 Err(VerifyError::Broken(msg)) => {
+                    // A collector bug (or an unsound unsafe impl): nothing may be freed on these
+                    // marks, and every mutator will report it.
                     let msg = format!("lowpause verification failed in cycle {}: {msg}", st.cycle);
                     self.record_failure(msg.clone());
-                    if drive != Drive::Background {
-                        panic!("{msg}");
-                    }
+                    failure = Some(msg.clone());
+                    broken = Some(msg);
                 }
             }
+            self.weak.gate.store(if failure.is_some() { GATE_KEEP_ALL } else { GATE_CLEARING }, Ordering::SeqCst);
         }
         if let Some(reason) = &failure {
             crate::telemetry::report(&format!(
@@ -358,10 +366,13 @@ impl Collector {
         self.assist_ratio.store(0, Ordering::Relaxed);
         self.barrier_off();
         if failure.is_some() {
-            // After a failed mark, barriers that ran after the last round may have greyed white
-            // objects; with the barrier off no one queues more. Nothing grey may reach the next
-            // cycle, whose sweep this one's marks do not cover.
-            self.discard_grey();
+            // After a failed mark, reachable objects may still be white, so barriers (and weak
+            // reads, roots) that ran after the last round may have greyed some, and markers
+            // (assists, `idle_step`, a worker's slice) may be scanning them. With the barrier off
+            // nobody greys more; once every marker has run dry, no mark bit can be set until the
+            // next cycle. Only then may the sweep begin: a mark set on a span already swept would
+            // survive into the next cycle and hide its object's children from it.
+            self.discard_grey_until_idle();
         }
         let goal = self.pace_next_cycle(st);
         Telemetry::record_max(&self.telemetry.max_mark_ns, st.mark_start.elapsed());
@@ -371,7 +382,11 @@ impl Collector {
         st.trace.goal = goal;
         self.memory.begin_sweep(failure.is_some());
         self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
-        self.enter_phase(st, Phase::Sweep)
+        self.enter_phase(st, Phase::Sweep);
+        if let (Some(msg), false) = (broken, drive == Drive::Background) {
+            panic!("{msg}");
+        }
+        true
     }
 
     /// The checkmark pass over the heap as marking left it.
@@ -395,13 +410,22 @@ impl Collector {
         Verifier::run(&self.memory, roots, scan_only, &ephemerons, &listed)
     }
 
-    /// Empties every barrier ring and the shared queue (after a failed mark, with the barrier
-    /// off and the markers idle).
-    fn discard_grey(&self) {
+    /// Empties every barrier ring and the shared queue, until no marker holds grey work (after a
+    /// failed mark, with the barrier off: markers still draining finish what they hold, and what
+    /// they hand back to the queue is discarded).
+    fn discard_grey_until_idle(&self) {
         for rec in self.registry.records() {
             rec.barrier.drain(|_| {});
         }
-        while !self.mark.injector.steal().is_empty() {}
+        let mut spins = 0;
+        loop {
+            while !self.mark.injector.steal().is_empty() {}
+            if self.mark.is_idle() {
+                return;
+            }
+            spins += 1;
+            crate::sync::spin_wait(spins);
+        }
     }
 
     /// Hands the pacer what this mark measured and publishes the next trigger; returns the goal (0:
@@ -433,18 +457,17 @@ impl Collector {
         self.telemetry.goal.load(Ordering::Relaxed)
     }
 
-    /// Sweeps up to `max` unswept spans (only kinds without drop glue unless `with_drop`), and
-    /// queues the drop glue of the dead objects found as the sweep of `cycle` (sweep.rs). Returns
-    /// whether there were any.
-    pub(crate) fn sweep_batch(&self, max: usize, with_drop: bool, cycle: u64, b: &mut SweepBuffers) -> bool {
+    /// Sweeps up to `max` unswept spans, and queues the drop glue of the dead objects found as
+    /// the sweep of `cycle` (sweep.rs). Returns whether there were any.
+    pub(crate) fn sweep_batch(&self, max: usize, cycle: u64, b: &mut SweepBuffers) -> bool {
         b.spans.clear();
-        self.memory.pop_unswept(max, with_drop, &mut b.spans);
+        self.memory.pop_unswept(max, &mut b.spans);
         if b.spans.is_empty() {
             return false;
         }
         for sp in std::mem::take(&mut b.spans) {
             // SAFETY: popping made us the holder; marking is over for this sweep generation;
-            // drop glue runs only if the caller is outside every scope (`with_drop`).
+            // drop glue is only queued.
             if let Some(sp) = unsafe { self.sweep_span(sp, &mut b.drops, &mut b.dead) } {
                 b.swept.push(sp);
             }
@@ -460,12 +483,9 @@ impl Collector {
     }
 
     fn sweep_step(&self, st: &mut CycleState, drive: Drive) -> bool {
-        let (max, with_drop) = match drive {
-            Drive::SlowPath => (SLOW_PATH_SWEEP_BUDGET, false),
-            _ => (usize::MAX, true),
-        };
+        let max = if drive == Drive::SlowPath { SLOW_PATH_SWEEP_BUDGET } else { usize::MAX };
         let mut swept = false;
-        while self.sweep_batch(max.min(64), with_drop, st.cycle, &mut st.bufs) {
+        while self.sweep_batch(max.min(64), st.cycle, &mut st.bufs) {
             swept = true;
             if max != usize::MAX {
                 break;

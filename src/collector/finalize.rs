@@ -83,8 +83,10 @@ impl Collector {
     /// Registers a finalizer for the object at `obj` (called inside a scope that holds it).
     pub(crate) fn add_finalizer(&self, f: Finalizer) {
         // A cycle already running never scanned this object's referents: keep it this cycle.
-        self.shade_for_root(f.obj);
+        // Listed first, then shaded (the order `Collector::add_root` explains).
+        let obj = f.obj;
         self.finalizers.registered.lock().push(f);
+        self.shade_for_root(obj);
     }
 
     /// At the start of marking: scans every registered object without marking it, and greys
@@ -140,8 +142,7 @@ impl Collector {
     pub(crate) fn take_ready_finalizer(&self) -> Option<(Finalizer, u32)> {
         let mut ready = self.finalizers.ready.lock();
         let obj = ready.front()?.obj;
-        self.shade_for_root(obj);
-        let slot = self.roots.add(obj);
+        let slot = self.add_root(obj);
         Some((ready.pop_front().expect("the front entry"), slot))
     }
 }

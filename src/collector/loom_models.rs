@@ -418,26 +418,68 @@ fn loom_collect_waits_for_its_cycles_drops() {
         let ran = Arc::new(UnsafeCell::new(0u32));
         q.push(1, &mut vec![DropItem::fake(X)]);
 
+        // The drop thread's identity (any id other than "not a drop thread" will do).
+        let me = Some(std::thread::current().id());
         let runner = {
             let (q, ran) = (q.clone(), ran.clone());
             loom::thread::spawn(move || {
-                if let Take::Batch(cycle, _) = q.take(0..=u64::MAX, true) {
+                if let Take::Batch(cycle, _) = q.take(0..=u64::MAX, me) {
                     // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
                     ran.with_mut(|r| unsafe { *r += 1 });
-                    q.finish(cycle, true);
+                    q.finish(cycle, me);
                 }
             })
         };
         // The collecting thread: its cycle is 1.
-        if let Take::Batch(cycle, _) = q.take(1..=1, false) {
+        if let Take::Batch(cycle, _) = q.take(1..=1, None) {
             // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
             ran.with_mut(|r| unsafe { *r += 1 });
-            q.finish(cycle, false);
+            q.finish(cycle, None);
         }
         q.wait_running(1);
         // Whoever ran it, it ran once, and before `collect` returned.
         // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
         assert_eq!(ran.with(|r| unsafe { *r }), 1);
         runner.join().unwrap();
+    });
+}
+
+/// A `Root` cloned on a thread outside every scope while the original is dropped and a cycle
+/// starts (its barrier goes on, then the root table is scanned).
+///
+/// Bug it catches: the clone's shade reading the barrier off, the original's removal (also
+/// before the barrier) and the whole start of the cycle passing, and the clone's slot added after
+/// the scan: a rooted object nobody greyed, freed while its root lives. Guard: the order in
+/// `RootTable::add_shaded` (add, then shade); with the shade first the model fails. Nothing
+/// orders the cloning thread with the collector but the table's lock and the barrier flag (such
+/// a thread is answered for).
+#[test]
+fn loom_root_cloned_outside_a_scope_as_a_cycle_starts() {
+    loom::model(|| {
+        let marks = Arc::new(Marks::new());
+        let roots = Arc::new(RootTable::default());
+        let barrier_on = Arc::new(AtomicBool::new(false));
+        let original = roots.add(X);
+        let shade = |barrier_on: &AtomicBool, marks: &Marks, p: usize| {
+            if barrier_on.load(Ordering::SeqCst) {
+                marks.grey(p, false);
+            }
+        };
+
+        let cloner = {
+            let (marks, roots, barrier_on) = (marks.clone(), roots.clone(), barrier_on.clone());
+            loom::thread::spawn(move || roots.add_shaded(X, |p| shade(&barrier_on, &marks, p)))
+        };
+        // The original is dropped (before the barrier: no shade), then the collector turns the
+        // barrier on (every thread answered: the cloner is outside every scope) and scans the
+        // root table at C1.
+        roots.remove(original, |p| shade(&barrier_on, &marks, p));
+        barrier_on.store(true, Ordering::SeqCst);
+        roots.for_each(|p| {
+            marks.grey(p, false);
+        });
+        cloner.join().unwrap();
+        // The clone roots X now: this cycle must have marked it.
+        assert!(marks.is_marked(X), "a rooted object was left white");
     });
 }

@@ -331,9 +331,8 @@ impl Collector {
             }
         } else if self.phase.load(Ordering::Acquire) == Phase::Sweep as u32 {
             let mut bufs = cycle::SweepBuffers::default();
-            // Kinds without drop glue only: nothing is queued, so the cycle number is moot.
             let cycle = self.started.load(Ordering::Acquire);
-            while Instant::now() < deadline && self.sweep_batch(8, false, cycle, &mut bufs) {
+            while Instant::now() < deadline && self.sweep_batch(8, cycle, &mut bufs) {
                 did = true;
             }
         }
@@ -462,10 +461,18 @@ impl Collector {
         // While the sweep runs, a refill may sweep spans first: time it as a stall.
         let sweeping = self.phase.load(Ordering::Relaxed) == Phase::Sweep as u32;
         let start = sweeping.then(Instant::now);
+        // Spans swept on the way queue their dead objects' drop glue, as the sweep of the cycle
+        // whose sweep is running.
+        let mut drops = Vec::new();
         let r = match class {
-            Some(class) => cache.alloc_small(&self.memory, class, kind).map(|a| (a, None)),
+            // SAFETY: `refill` calls this only for dead objects of spans it holds and sweeps after
+            // their marking ended.
+            Some(class) => cache
+                .alloc_small(&self.memory, class, kind, &mut |obj| unsafe { sweep::sweep_dead(obj, &mut drops) })
+                .map(|a| (a, None)),
             None => cache.alloc_large(&self.memory, size, kind).map(|(a, sp)| (a, Some(sp))),
         };
+        self.drops.push(self.started.load(Ordering::Acquire), &mut drops);
         if let Some(start) = start {
             if start.elapsed() >= ALLOCATION_STALL_MIN {
                 self.record_stall(StallCause::Allocation, start);
@@ -576,7 +583,6 @@ impl Collector {
         if self.drives_itself() {
             self.advance(Drive::Outside);
         }
-        self.run_drops_at_boundary();
         let start = Instant::now();
         let (_, spins) = rec.state.enter();
         if spins > 0 {
@@ -605,18 +611,6 @@ impl Collector {
         if self.drives_itself() {
             self.advance(Drive::Outside);
         }
-        self.run_drops_at_boundary();
-    }
-
-    /// In synchronous mode a thread at a scope boundary runs the drop glue the sweep queued, if
-    /// it is outside every scope of every heap (a destructor that waits for another thread must
-    /// not hold up the cycle of a heap whose scope this thread is in); in concurrent mode the drop
-    /// thread does.
-    #[inline]
-    fn run_drops_at_boundary(&self) {
-        if self.config.workers == 0 && !self.drops.is_empty() && context::scopes_open() == 0 {
-            self.run_drops(0..=u64::MAX);
-        }
     }
 
     /// Synchronous mode, with a cycle running or requested: mutators drive it at safepoints.
@@ -641,7 +635,11 @@ impl Collector {
             }
         };
         while self.completed.load(Ordering::Acquire) < target {
-            self.request();
+            // Only until the target cycle has started: a request left behind would start one more
+            // cycle nobody asked for (and the next `collect` would then wait for two).
+            if self.started.load(Ordering::Acquire) < target {
+                self.request();
+            }
             if self.config.workers == 0 {
                 if !self.advance(Drive::Outside) {
                     std::thread::sleep(Duration::from_micros(20));

@@ -3,9 +3,11 @@
 //! A `Root` owns one slot of the table, holding its object's payload address; the marker shades
 //! every occupied slot at the start of marking. Slots are recycled through a free list.
 //!
-//! Invariant kept here (with the collector): while the barrier is on, adding or removing a slot
-//! shades its object *before* the slot changes, so an object whose only reference moves between
-//! a thread and the root table is never missed by a marker that already scanned the table.
+//! Invariant kept here (with the collector): an added slot is shaded *after* it is in the table
+//! ([`RootTable::add_shaded`]), a removed one *before* it leaves ([`RootTable::remove`]), so an
+//! object whose only reference moves between a thread, another root and the table is never
+//! missed: the scan at the start of marking finds the slot, or the barrier was already on for
+//! the shade.
 
 use crate::sync::Mutex;
 
@@ -32,6 +34,17 @@ impl RootTable {
             t.slots.push(payload);
             u32::try_from(t.slots.len() - 1).expect("more than 2^32 roots")
         }
+    }
+
+    /// Occupies a slot with `payload`, then calls `shade` on it (shades it if the barrier is on);
+    /// returns the slot. The order matters for a thread nothing synchronises with (outside every
+    /// scope): shading first could read the barrier off, and the scan at C1 could then run before
+    /// the slot is added, missing it. Adding first, either the scan sees the slot, or it took the
+    /// table's lock before this add did, after the barrier went on: the shade then sees it on.
+    pub(crate) fn add_shaded(&self, payload: usize, shade: impl FnOnce(usize)) -> u32 {
+        let i = self.add(payload);
+        shade(payload);
+        i
     }
 
     /// Frees slot `idx`, after `shade` has shaded its object (the barrier's rule for roots: a

@@ -27,9 +27,11 @@
 //! when it is queued; its slot is reclaimed one cycle later.
 //!
 //! The queue is drained outside every scope and every collector lock: by the heap's drop thread
-//! (workers.rs) in concurrent mode, at scope boundaries in synchronous mode, and by `collect`,
-//! which runs what its own cycle queued before returning. A blocked destructor therefore holds
-//! up only the destructors queued behind it on the same thread, never a cycle.
+//! (workers.rs; every heap has one, synchronous ones too), and by `collect`, which runs what its
+//! own cycle queued before returning. A blocked destructor therefore holds up only the
+//! destructors queued behind it on the same thread, never a cycle. (An earlier version ran
+//! synchronous heaps' drop glue at scope boundaries: inside another heap's scope that could wait
+//! for that heap's cycle, and skipping it there let a heap used only inside other scopes fill up.)
 //!
 //! Before a dead object's drop glue runs, the runner *clears* it: every GC reference its `Trace`
 //! visits is set to null. So a destructor sees only null `Member`s and cannot move a pointer to
@@ -45,7 +47,7 @@ use super::context::{self, UserCode, UserCodeGuard};
 use super::mark::Tracer;
 use crate::memory::Dead;
 use crate::object::{Header, TypeInfo, DROPPED, HEADER_SIZE, PENDING_DROP};
-use crate::sync::{AtomicPtr, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicPtr, Condvar, Mutex, Ordering};
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
@@ -224,96 +226,159 @@ pub(crate) enum Take {
     /// [`DropQueue::finish`] after running it.
     Batch(u64, Vec<DropItem>),
     Empty,
-    /// The drop thread must exit (only for the runner).
+    /// The drop thread must exit (only for drop threads).
     Stopped,
+}
+
+/// Who takes a batch: one of the heap's drop threads, or another thread (`collect`).
+pub(crate) type Taker = Option<std::thread::ThreadId>;
+
+/// Drop threads a heap may have at once: one, and one more each time every one of them has been
+/// inside a destructor for [`STUCK`] when more drop glue is queued.
+pub(crate) const MAX_DROP_THREADS: usize = 8;
+/// How long a batch may run before its drop thread counts as stuck.
+pub(crate) const STUCK: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long an extra drop thread stays without work before it exits.
+pub(crate) const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A batch being run.
+struct Running {
+    cycle: u64,
+    by: Taker,
+    since: std::time::Instant,
+}
+
+/// One of the heap's drop threads.
+struct Runner {
+    id: std::thread::ThreadId,
+    thread: std::thread::Thread,
+    handle: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
 struct QueueState {
     /// Batches not yet taken, by the cycle whose sweep queued them, oldest first.
     batches: VecDeque<(u64, Vec<DropItem>)>,
-    /// The cycles of the batches being run now, one entry each.
-    running: Vec<u64>,
-    /// The drop thread is running a batch.
-    runner_busy: bool,
-    /// The drop thread must take nothing more.
+    /// The batches being run now.
+    running: Vec<Running>,
+    /// The heap's drop threads.
+    runners: Vec<Runner>,
+    /// The drop threads must take nothing more.
     stopped: bool,
 }
 
-/// The queue of dead objects whose drop glue has not run yet.
+/// The queue of dead objects whose drop glue has not run yet, and the heap's drop threads.
+///
+/// A destructor that blocks holds up its drop thread, and with it every batch queued behind it:
+/// their slots stay allocated, and a heap whose garbage has drop glue would fill up. So when
+/// drop glue is queued while every drop thread has been inside one batch for [`STUCK`] or more,
+/// the queue asks for one more thread (up to [`MAX_DROP_THREADS`]); an extra thread exits once it
+/// has had nothing to do for [`RETIRE_AFTER`].
 #[derive(Default)]
 pub(crate) struct DropQueue {
     state: Mutex<QueueState>,
     /// Signalled when a batch finishes.
     finished: Condvar,
-    /// Items queued and not yet taken (a hint, read without the lock).
-    queued: AtomicUsize,
-    /// The drop thread, woken with `unpark` when a batch is queued.
-    pub(crate) runner: std::sync::OnceLock<std::thread::Thread>,
+    /// Starts one more drop thread (set where the threads are started; absent in loom models).
+    pub(crate) spawn: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl DropQueue {
-    /// Queues what the sweep of `cycle` found, and wakes the drop thread.
+    /// Queues what the sweep of `cycle` found, wakes the drop threads, and starts another if
+    /// every one of them is stuck in a destructor.
     pub(crate) fn push(&self, cycle: u64, items: &mut Vec<DropItem>) {
         if items.is_empty() {
             return;
         }
-        let n = items.len();
-        self.state.lock().batches.push_back((cycle, std::mem::take(items)));
-        self.queued.fetch_add(n, Ordering::SeqCst);
-        if let Some(t) = self.runner.get() {
-            t.unpark();
+        let wants_another = {
+            let mut st = self.state.lock();
+            st.batches.push_back((cycle, std::mem::take(items)));
+            for r in &st.runners {
+                r.thread.unpark();
+            }
+            let stuck = |r: &Runner| st.running.iter().any(|b| b.by == Some(r.id) && b.since.elapsed() >= STUCK);
+            !st.stopped && st.runners.len() < MAX_DROP_THREADS && st.runners.iter().all(stuck)
+        };
+        if wants_another {
+            if let Some(spawn) = self.spawn.get() {
+                spawn();
+            }
         }
     }
 
-    /// Whether nothing is queued (a hint: a batch may be pushed at once).
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) == 0
+    /// Lists a new drop thread.
+    pub(crate) fn add_runner(&self, handle: std::thread::JoinHandle<()>) {
+        let (id, thread) = (handle.thread().id(), handle.thread().clone());
+        self.state.lock().runners.push(Runner { id, thread, handle: Some(handle) });
     }
 
-    /// Takes the oldest batch queued by a cycle in `cycles`, for the drop thread (`runner`) or
-    /// another thread outside every scope.
-    pub(crate) fn take(&self, cycles: RangeInclusive<u64>, runner: bool) -> Take {
+    /// Whether `id` is one of the heap's drop threads.
+    pub(crate) fn is_runner(&self, id: std::thread::ThreadId) -> bool {
+        self.state.lock().runners.iter().any(|r| r.id == id)
+    }
+
+    /// Takes the oldest batch queued by a cycle in `cycles`, for a drop thread or another
+    /// thread outside every scope (`by`).
+    pub(crate) fn take(&self, cycles: RangeInclusive<u64>, by: Taker) -> Take {
         let mut st = self.state.lock();
-        if runner && st.stopped {
+        if by.is_some() && st.stopped {
             return Take::Stopped;
         }
         let Some(i) = st.batches.iter().position(|(c, _)| cycles.contains(c)) else { return Take::Empty };
         let (cycle, items) = st.batches.remove(i).expect("a batch at a found index");
-        st.running.push(cycle);
-        st.runner_busy |= runner;
-        self.queued.fetch_sub(items.len(), Ordering::SeqCst);
+        st.running.push(Running { cycle, by, since: std::time::Instant::now() });
         Take::Batch(cycle, items)
     }
 
-    /// A batch of `cycle` taken with [`DropQueue::take`] has run.
-    pub(crate) fn finish(&self, cycle: u64, runner: bool) {
+    /// A batch of `cycle` taken with [`DropQueue::take`] by `by` has run.
+    pub(crate) fn finish(&self, cycle: u64, by: Taker) {
         let mut st = self.state.lock();
-        if let Some(i) = st.running.iter().position(|&c| c == cycle) {
+        if let Some(i) = st.running.iter().position(|b| b.cycle == cycle && b.by == by) {
             st.running.swap_remove(i);
         }
-        if runner {
-            st.runner_busy = false;
-        }
         self.finished.notify_all();
+    }
+
+    /// An extra drop thread (not the last one) that found nothing to do for [`RETIRE_AFTER`]
+    /// unlists itself; true if the caller must exit.
+    pub(crate) fn retire(&self, id: std::thread::ThreadId, idle_since: std::time::Instant) -> bool {
+        let mut st = self.state.lock();
+        if st.runners.len() <= 1 || idle_since.elapsed() < RETIRE_AFTER {
+            return false;
+        }
+        st.runners.retain(|r| r.id != id);
+        true
     }
 
     /// Waits until no batch queued by `cycle` is being run by another thread. (Batches of
     /// earlier cycles are not waited for: their destructors may be waiting for this thread.)
     pub(crate) fn wait_running(&self, cycle: u64) {
         let mut st = self.state.lock();
-        while st.running.contains(&cycle) {
+        while st.running.iter().any(|b| b.cycle == cycle) {
             self.finished.wait(&mut st);
         }
     }
 
-    /// Tells the drop thread to take nothing more; returns whether it is running a batch now (a
-    /// destructor that may take any time: the caller must not wait for the thread).
-    pub(crate) fn stop_runner(&self) -> bool {
+    /// Tells the drop threads to take nothing more and wakes them; returns the handles of those
+    /// that are not inside a destructor now, to join (one that is may take any time, and may be
+    /// waiting for the caller: it is left to exit on its own).
+    pub(crate) fn stop_runners(&self) -> Vec<std::thread::JoinHandle<()>> {
         let mut st = self.state.lock();
         st.stopped = true;
-        st.runner_busy
+        let QueueState { runners, running, .. } = &mut *st;
+        runners
+            .iter_mut()
+            .filter_map(|r| {
+                r.thread.unpark();
+                let busy = running.iter().any(|b| b.by == Some(r.id));
+                let handle = r.handle.take();
+                if busy {
+                    None
+                } else {
+                    handle
+                }
+            })
+            .collect()
     }
 }
 
@@ -321,9 +386,9 @@ impl super::Collector {
     /// Runs, on the calling thread, the drop glue of every object queued by the sweeps of
     /// `cycles`. The caller is outside every scope and holds no collector lock.
     pub(crate) fn run_drops(&self, cycles: RangeInclusive<u64>) {
-        while let Take::Batch(cycle, items) = self.drops.take(cycles.clone(), false) {
+        while let Take::Batch(cycle, items) = self.drops.take(cycles.clone(), None) {
             self.run_batch(&items);
-            self.drops.finish(cycle, false);
+            self.drops.finish(cycle, None);
         }
     }
 

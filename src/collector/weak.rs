@@ -290,31 +290,67 @@ impl Collector {
         self.weak.tables.lock().push(payload);
     }
 
-    /// Calls `f` with the value of every entry whose key is `live`, in every listed table that
-    /// is `live` (tables and keys are payload addresses).
-    fn for_each_ephemeron_value(&self, live: impl Fn(usize) -> bool, mut f: impl FnMut(usize)) {
+    /// Calls `f(key, value)` for every entry with a value, in every listed table that is `live`
+    /// (tables, keys and values are payload addresses).
+    fn for_each_ephemeron(&self, live: impl Fn(usize) -> bool, mut f: impl FnMut(usize, usize)) {
         let tables = self.weak.tables.lock();
         for &t in tables.iter().filter(|&&t| live(t)) {
             // SAFETY: listed tables are allocated until the walk unlists them.
             let t = unsafe { table_at(t) };
             for e in t.entries.lock().iter() {
                 let v = (t.decode)(e.value.load(Ordering::Acquire));
-                if v != 0 && live(e.key) {
-                    f(v);
+                if v != 0 {
+                    f(e.key, v);
                 }
             }
         }
     }
 
+    /// Calls `f` with the value of every entry whose key is `live`, in every listed table that
+    /// is `live`.
+    fn for_each_ephemeron_value(&self, live: impl Fn(usize) -> bool, mut f: impl FnMut(usize)) {
+        self.for_each_ephemeron(&live, |k, v| {
+            if live(k) {
+                f(v)
+            }
+        });
+    }
+
     /// Greys the value of every entry whose key is marked, in every marked table (one step of
     /// ephemeron marking; a termination round runs it, and sees what it greyed in its count).
+    ///
+    /// A value greyed here may itself be the key of another entry (a chain: key → value = key
+    /// → ...). Those are followed at once, through a map from the unresolved entries' keys to
+    /// their values, so a chain costs one scan whatever order its entries lie in; rescanning
+    /// every table once per link made `collect` quadratic in the chain's length (32,000 links
+    /// took 11 s). A chain through a value's *fields* still needs the markers to scan the value
+    /// first, and so one round per such link, as in every ephemeron collector.
     pub(crate) fn ephemeron_scan(&self) {
-        self.for_each_ephemeron_value(
-            |p| self.is_marked(p),
-            |v| {
-                self.grey_to_injector(v);
-            },
+        let (mut greyed, mut unresolved) = (Vec::new(), Vec::new());
+        let grey = |v: usize, greyed: &mut Vec<usize>| {
+            if let Some(scan) = self.grey(v) {
+                if scan {
+                    self.mark.injector.push(super::mark::Work::new(v));
+                }
+                greyed.push(v);
+            }
+        };
+        self.for_each_ephemeron(
+            |t| self.is_marked(t),
+            |k, v| if self.is_marked(k) { grey(v, &mut greyed) } else { unresolved.push((k, v)) },
         );
+        if greyed.is_empty() || unresolved.is_empty() {
+            return;
+        }
+        let mut pending: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
+        for (k, v) in unresolved {
+            pending.entry(k).or_default().push(v);
+        }
+        while let Some(v) = greyed.pop() {
+            for w in pending.remove(&v).into_iter().flatten() {
+                grey(w, &mut greyed);
+            }
+        }
     }
 
     /// The verifier's view of ephemerons: the values of entries whose key `reached`, in tables

@@ -53,71 +53,55 @@ enum Role {
 /// The running background threads of one heap.
 pub(crate) struct Workers {
     collector: Arc<Collector>,
-    /// The coordinator, then the mark workers.
+    /// The coordinator, then the mark workers. (The drop threads are listed in the drop queue.)
     threads: Vec<JoinHandle<()>>,
-    dropper: Option<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Starts the coordinator, `config.workers` mark workers (dedicated and fractional as the
-    /// plan says; any beyond the plan run as idle workers) and `config.idle_workers` idle ones.
+    /// Starts the drop thread and, unless the heap runs its cycles synchronously (`workers(0)`),
+    /// the coordinator, `config.workers` mark workers (dedicated and fractional as the plan says;
+    /// any beyond the plan run as idle workers) and `config.idle_workers` idle ones.
     pub(crate) fn start(collector: &Arc<Collector>) -> std::io::Result<Workers> {
-        let c = collector.clone();
-        let coordinator = std::thread::Builder::new().name("lowpause-coordinator".into()).spawn(move || {
-            coordinator(&c);
-        })?;
-        let _ = collector.coordinator.set(coordinator.thread().clone());
-        let mut threads = vec![coordinator];
-        let plan = collector.plan;
-        let roles = (0..collector.config.workers)
-            .map(|i| match i {
-                i if i < plan.dedicated => Role::Dedicated,
-                i if i == plan.dedicated && plan.fractional > 0.0 => Role::Fractional(plan.fractional),
-                _ => Role::Idle,
-            })
-            .chain((0..collector.config.idle_workers).map(|_| Role::Idle));
-        let mut stealers = Vec::new();
-        for (i, role) in roles.enumerate() {
-            let c = collector.clone();
-            let marker = Marker::new(&collector.memory, &collector.mark, true);
-            stealers.push(marker.stealer());
-            let name = match role {
-                Role::Idle => format!("lowpause-idle-{i}"),
-                _ => format!("lowpause-mark-{i}"),
-            };
-            threads.push(std::thread::Builder::new().name(name).spawn(move || mark_worker(&c, marker, role))?);
+        let threads = if collector.config.workers > 0 { start_collector_threads(collector)? } else { Vec::new() };
+        spawn_drop_thread(collector)?;
+        #[cfg(not(loom))]
+        {
+            // More drop threads when every one is stuck in a destructor (sweep.rs). The queue
+            // holds the heap only weakly, through this closure.
+            let heap = Arc::downgrade(collector);
+            let _ = collector.drops.spawn.set(Box::new(move || {
+                if let Some(c) = heap.upgrade() {
+                    if let Err(e) = spawn_drop_thread(&c) {
+                        crate::telemetry::report(&format!("lowpause: could not start another drop thread: {e}"));
+                    }
+                }
+            }));
         }
-        collector.mark.set_workers(stealers, threads[1..].iter().map(|t| t.thread().clone()).collect());
-        let c = collector.clone();
-        let dropper = std::thread::Builder::new().name("lowpause-drop".into()).spawn(move || drop_thread(&c))?;
-        let _ = collector.drops.runner.set(dropper.thread().clone());
-        Ok(Workers { collector: collector.clone(), threads, dropper: Some(dropper) })
+        Ok(Workers { collector: collector.clone(), threads })
     }
 
-    /// Whether the calling thread is one of these.
+    /// Whether the calling thread is one of these, or a drop thread.
     pub(crate) fn is_current(&self) -> bool {
         let me = std::thread::current().id();
-        self.threads.iter().chain(&self.dropper).any(|t| t.thread().id() == me)
+        self.threads.iter().any(|t| t.thread().id() == me) || self.collector.drops.is_runner(me)
     }
 
     /// Tells every thread to stop and wakes it.
     fn signal_stop(&self) {
         self.collector.shutdown.store(true, Ordering::SeqCst);
-        for t in self.threads.iter().chain(&self.dropper) {
+        for t in &self.threads {
             t.thread().unpark();
         }
     }
 
-    /// Stops and joins every thread (the drop thread only if it is not inside a destructor).
+    /// Stops and joins every thread (a drop thread only if it is not inside a destructor).
     pub(crate) fn stop(mut self) {
         self.signal_stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(d) = self.dropper.take() {
-            if !self.collector.drops.stop_runner() {
-                let _ = d.join();
-            }
+        for d in self.collector.drops.stop_runners() {
+            let _ = d.join();
         }
     }
 
@@ -125,8 +109,45 @@ impl Workers {
     /// own, dropping its hold on the collector; the last one tears the heap down.
     pub(crate) fn abandon(self) {
         self.signal_stop();
-        self.collector.drops.stop_runner();
+        drop(self.collector.drops.stop_runners());
     }
+}
+
+/// Starts a drop thread and lists it with the drop queue.
+fn spawn_drop_thread(collector: &Arc<Collector>) -> std::io::Result<()> {
+    let c = collector.clone();
+    let handle = std::thread::Builder::new().name("lowpause-drop".into()).spawn(move || drop_thread(&c))?;
+    collector.drops.add_runner(handle);
+    Ok(())
+}
+
+/// The coordinator and the mark workers (concurrent mode).
+fn start_collector_threads(collector: &Arc<Collector>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let c = collector.clone();
+    let coordinator = std::thread::Builder::new().name("lowpause-coordinator".into()).spawn(move || coordinator(&c))?;
+    let _ = collector.coordinator.set(coordinator.thread().clone());
+    let mut threads = vec![coordinator];
+    let plan = collector.plan;
+    let roles = (0..collector.config.workers)
+        .map(|i| match i {
+            i if i < plan.dedicated => Role::Dedicated,
+            i if i == plan.dedicated && plan.fractional > 0.0 => Role::Fractional(plan.fractional),
+            _ => Role::Idle,
+        })
+        .chain((0..collector.config.idle_workers).map(|_| Role::Idle));
+    let mut stealers = Vec::new();
+    for (i, role) in roles.enumerate() {
+        let c = collector.clone();
+        let marker = Marker::new(&collector.memory, &collector.mark, true);
+        stealers.push(marker.stealer());
+        let name = match role {
+            Role::Idle => format!("lowpause-idle-{i}"),
+            _ => format!("lowpause-mark-{i}"),
+        };
+        threads.push(std::thread::Builder::new().name(name).spawn(move || mark_worker(&c, marker, role))?);
+    }
+    collector.mark.set_workers(stealers, threads[1..].iter().map(|t| t.thread().clone()).collect());
+    Ok(threads)
 }
 
 /// Runs `f` on a collector thread, marked as one; a panic (a collector bug: user code the
@@ -139,18 +160,25 @@ fn guarded(c: &Collector, what: &str, f: impl FnOnce()) {
     }
 }
 
-/// The drop thread: runs queued drop glue until the heap stops it. Destructor panics are
-/// contained per object (sweep.rs), so nothing ends this loop but the stop.
+/// A drop thread: runs queued drop glue until the heap stops it (or, an extra one, until it has
+/// had nothing to do for a while). Destructor panics are contained per object (sweep.rs), so
+/// nothing else ends this loop.
 fn drop_thread(c: &Collector) {
-    guarded(c, "drop", || loop {
-        match c.drops.take(0..=u64::MAX, true) {
-            Take::Batch(cycle, items) => {
-                c.run_batch(&items);
-                c.drops.finish(cycle, true);
+    guarded(c, "drop", || {
+        let me = std::thread::current().id();
+        let mut idle_since = std::time::Instant::now();
+        loop {
+            match c.drops.take(0..=u64::MAX, Some(me)) {
+                Take::Batch(cycle, items) => {
+                    c.run_batch(&items);
+                    c.drops.finish(cycle, Some(me));
+                    idle_since = std::time::Instant::now();
+                }
+                Take::Empty if c.shutdown.load(Ordering::Acquire) => return,
+                Take::Empty if c.drops.retire(me, idle_since) => return,
+                Take::Empty => std::thread::park_timeout(Duration::from_millis(100)),
+                Take::Stopped => return,
             }
-            Take::Empty if c.shutdown.load(Ordering::Acquire) => return,
-            Take::Empty => std::thread::park_timeout(Duration::from_millis(100)),
-            Take::Stopped => return,
         }
     });
 }

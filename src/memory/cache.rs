@@ -86,7 +86,15 @@ impl Cache {
 
     /// The slow path: a slot of size class `class` from anywhere in the cached span, or from a
     /// span refilled from the central lists.
-    pub(crate) fn alloc_small(&mut self, mem: &Memory, class: u8, kind: SpanKind) -> Result<usize, Exhausted> {
+    /// `on_dead` decides the slots of dead objects in spans swept on the way (see
+    /// [`Memory::refill`]).
+    pub(crate) fn alloc_small(
+        &mut self,
+        mem: &Memory,
+        class: u8,
+        kind: SpanKind,
+        on_dead: &mut dyn FnMut(usize) -> super::Dead,
+    ) -> Result<usize, Exhausted> {
         let idx = class as usize * SpanKind::COUNT + kind.index();
         loop {
             let slot = self.slots[idx];
@@ -107,7 +115,7 @@ impl Cache {
                 unsafe { mem.release_span(sp) };
             }
             self.flush_counters(mem);
-            let sp = mem.refill(class, kind, &mut self.scratch)?;
+            let sp = mem.refill(class, kind, &mut self.scratch, on_dead)?;
             self.slots[idx] = Slot { span: Some(sp), black: self.is_black(sp) };
         }
     }

@@ -304,9 +304,20 @@ impl Memory {
 
     /// Takes pages for a new span and maps them in the page table.
     fn new_span(&self, npages: usize, class: u8, kind: SpanKind, elem_size: usize) -> Result<SpanPtr, Exhausted> {
-        let (base, spare) = {
+        let mut spins = 0;
+        let (base, spare) = loop {
             let mut p = self.pages.lock();
-            (p.heap.alloc(npages).ok_or(Exhausted)?, p.spare.pop())
+            if let Some(base) = p.heap.alloc(npages) {
+                break (base, p.spare.pop());
+            }
+            // No run fits: unless the scavenger has free runs out for a system call (they come
+            // back in microseconds), the reservation is exhausted.
+            if p.heap.out_for_release == 0 {
+                return Err(Exhausted);
+            }
+            drop(p);
+            spins += 1;
+            crate::sync::spin_wait(spins);
         };
         let fresh = Span::new(base, npages, class, kind, elem_size, self.sweepgen.load(Ordering::Relaxed));
         let span = match spare {
@@ -395,14 +406,21 @@ impl Memory {
     }
 
     /// A span of `class`/`kind` with a free slot, for a cache: a swept one with free slots, else
-    /// one swept here (kinds without drop glue only: sweeping those runs no user code; at most
-    /// [`LAZY_SWEEP_BUDGET`] spans, popped [`LAZY_SWEEP_BITE`] at a time under one lock
-    /// acquisition each and swept outside it, stopping at the first with room, so an allocation
-    /// never sweeps for long nor queues on the lock), else a fresh one.
-    pub(crate) fn refill(&self, class: u8, kind: SpanKind, scratch: &mut Scratch) -> Result<SpanPtr, Exhausted> {
+    /// one swept here (at most [`LAZY_SWEEP_BUDGET`] spans, popped [`LAZY_SWEEP_BITE`] at a time
+    /// under one lock acquisition each and swept outside it, stopping at the first with room, so
+    /// an allocation never sweeps for long nor queues on the lock), else a fresh one. Sweeping
+    /// runs no user code: `on_dead` decides each dead object's slot (the collector's, for kinds
+    /// with drop glue, queues their drop glue; see `Memory::sweep_span`).
+    pub(crate) fn refill(
+        &self,
+        class: u8,
+        kind: SpanKind,
+        scratch: &mut Scratch,
+        on_dead: &mut dyn FnMut(usize) -> Dead,
+    ) -> Result<SpanPtr, Exhausted> {
         let ci = Self::central_index(class, kind);
         let Scratch { batch, rest, dead } = scratch;
-        let mut budget = if kind.drop() { 0 } else { LAZY_SWEEP_BUDGET };
+        let mut budget = LAZY_SWEEP_BUDGET;
         loop {
             {
                 let mut c = self.central_at(ci).lock();
@@ -425,9 +443,17 @@ impl Memory {
             budget -= batch.len();
             let mut found = None;
             for s in batch.drain(..) {
-                // SAFETY: popping the span from an unswept set made us its holder; no-drop spans
-                // need no per-object work: every dead slot is simply free.
-                if let Some(s) = unsafe { self.sweep_span(s, |_| Dead::Free, dead) } {
+                // SAFETY: popping the span from an unswept set made us its holder, and marking of
+                // its generation is over (it is on an unswept list). A kind without drop glue
+                // frees every dead slot (no call per object).
+                let swept = unsafe {
+                    if kind.drop() {
+                        self.sweep_span(s, &mut *on_dead, dead)
+                    } else {
+                        self.sweep_span(s, |_| Dead::Free, dead)
+                    }
+                };
+                if let Some(s) = swept {
                     // SAFETY: we hold it.
                     if found.is_none() && !unsafe { s.get().is_full() } {
                         found = Some(s);
@@ -494,31 +520,24 @@ impl Memory {
         self.unswept_len.iter().all(|n| n.load(Ordering::SeqCst) == 0) && self.sweeping.load(Ordering::SeqCst) == 0
     }
 
-    /// Pops up to `max` unswept spans, from any list (drop-glue kinds only if `with_drop`). The
-    /// caller holds them and must sweep each with [`Memory::sweep_span`].
-    pub(crate) fn pop_unswept(&self, max: usize, with_drop: bool, out: &mut Vec<SpanPtr>) {
+    /// Pops up to `max` unswept spans, from any list. The caller holds them and must sweep each
+    /// with [`Memory::sweep_span`].
+    pub(crate) fn pop_unswept(&self, max: usize, out: &mut Vec<SpanPtr>) {
         for i in 0..self.unswept_len.len() {
             if out.len() >= max {
                 return;
             }
-            let is_large = i == NUM_CLASSES * SpanKind::COUNT;
-            if self.unswept_len[i].load(Ordering::SeqCst) == 0
-                || (!with_drop && !is_large && SpanKind((i % SpanKind::COUNT) as u8).drop())
-            {
+            if self.unswept_len[i].load(Ordering::SeqCst) == 0 {
                 continue;
             }
             let mut c = self.central_at(i).lock();
             let sg = self.sweepgen.load(Ordering::Acquire);
             for list in c.unswept(sg) {
-                let mut j = list.len();
-                while j > 0 && out.len() < max {
-                    j -= 1;
-                    // SAFETY: spans on a list are in use.
-                    if with_drop || !unsafe { list[j].get() }.kind.drop() {
-                        out.push(list.swap_remove(j));
-                        self.sweeping.fetch_add(1, Ordering::SeqCst);
-                        self.unswept_len[i].fetch_sub(1, Ordering::SeqCst);
-                    }
+                while out.len() < max {
+                    let Some(sp) = list.pop() else { break };
+                    out.push(sp);
+                    self.sweeping.fetch_add(1, Ordering::SeqCst);
+                    self.unswept_len[i].fetch_sub(1, Ordering::SeqCst);
                 }
             }
         }

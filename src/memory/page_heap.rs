@@ -35,6 +35,8 @@ pub(crate) struct PageHeap {
     pub(crate) free_pages: usize,
     /// Pages of free runs released to the OS.
     pub(crate) released_pages: usize,
+    /// Pages of free runs the scavenger has taken out to release (outside every list).
+    pub(crate) out_for_release: usize,
 }
 
 impl PageHeap {
@@ -49,6 +51,7 @@ impl PageHeap {
             peak_in_use_pages: 0,
             free_pages: 0,
             released_pages: 0,
+            out_for_release: 0,
         }
     }
 
@@ -117,20 +120,25 @@ impl PageHeap {
     }
 
     /// Takes the largest free run not yet released, for the scavenger to release outside the
-    /// lock; it is out of every list until [`PageHeap::put_released`].
+    /// lock; it is out of every list until [`PageHeap::put_released`], and counted in
+    /// `out_for_release` meanwhile (an allocation that finds no run then waits for it rather than
+    /// reporting the reservation exhausted).
     pub(crate) fn take_for_release(&mut self) -> Option<(usize, usize)> {
         let &(npages, start) = self.by_size.iter().rev().find(|&&(_, start)| !self.by_start[&start].1)?;
         self.remove_free(start, npages);
+        self.out_for_release += npages;
         Some((start, npages))
     }
 
     /// Puts back a run from [`PageHeap::take_for_release`] that could not be released.
     pub(crate) fn free_taken(&mut self, start: usize, npages: usize) {
+        self.out_for_release -= npages;
         self.insert_merged(start, npages, false);
     }
 
     /// Puts back a run from [`PageHeap::take_for_release`] once the OS has taken its pages.
     pub(crate) fn put_released(&mut self, start: usize, npages: usize) {
+        self.out_for_release -= npages;
         self.insert_merged(start, npages, true);
     }
 
@@ -176,6 +184,23 @@ mod tests {
         assert_eq!(ph.free_pages, 6);
         assert_eq!(ph.alloc(6).unwrap(), a);
         assert_eq!(ph.in_use_pages, 6);
+    }
+
+    #[test]
+    fn a_run_out_for_release_is_counted() {
+        let mut ph = PageHeap::new(Reservation::new(256 << 20).unwrap());
+        let a = ph.alloc(8).unwrap();
+        let _pin = ph.alloc(1).unwrap();
+        ph.free(a, 8);
+        let (start, n) = ph.take_for_release().unwrap();
+        assert_eq!((start, n, ph.out_for_release), (a, 8, 8));
+        ph.put_released(start, n);
+        assert_eq!((ph.out_for_release, ph.released_pages), (0, 8));
+        let (start, n) = (ph.alloc(8).unwrap(), 8);
+        ph.free(start, n);
+        let (start, n) = ph.take_for_release().unwrap();
+        ph.free_taken(start, n);
+        assert_eq!(ph.out_for_release, 0);
     }
 
     #[test]
