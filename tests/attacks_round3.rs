@@ -1,7 +1,11 @@
-//! Third adversarial review: the deferred drop-glue protocol, the failed-cycle path, finalizers
-//! outside scopes, thread-context rules and performance traps. Each test names its attack. Hand-
-//! written `unsafe impl Trace` is used only where the test says so (and each keeps the contract:
-//! it visits every GC reference it holds). Heaps reserve 256 MiB so the file runs under valgrind.
+//! A third adversarial review, kept as regression tests: the deferred drop-glue protocol, the
+//! failed-cycle path, finalizers outside scopes, thread-context rules and performance traps. Each
+//! test names its attack; the comment above each says what it found when it broke the crate (a
+//! use-after-free after a failed mark, a root lost by a finalizer, a deadlock at teardown, heaps
+//! filled by pending drop glue, a scavenger race, a quadratic ephemeron walk) and the test now
+//! checks the fix. Hand-written `unsafe impl Trace` is used only where the test says so (and each
+//! keeps the contract: it visits every GC reference it holds). Heaps reserve 256 MiB so the file
+//! runs under valgrind.
 mod common;
 use common::{assert_heap_usable, message_of, panic_message, Node};
 use lowpause::*;
@@ -1794,10 +1798,10 @@ fn p2_cycles_per_collect() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// C1: design.md §5: `collect` "runs the batch its own cycle queued (or waits for the drop thread
-// to finish it) before returning, so 'after collect, the garbage's destructors have run' stays
-// true". Garbage found dead by a cycle that ran on its own before the call (its batch queued
-// behind a slow destructor on the drop thread) is in nobody's batch that collect waits for.
+// C1: garbage found dead by a cycle that ran on its own before `collect` (its batch queued
+// behind a slow destructor on the drop thread) is in no batch `collect` waits for (by design: an
+// earlier cycle's destructor may be waiting for the collecting thread). It found that those
+// destructors then waited for the slow one; now another drop thread runs them.
 
 static C1_SLOW_GO: AtomicBool = AtomicBool::new(false);
 static C1_SLOW_IN: AtomicBool = AtomicBool::new(false);

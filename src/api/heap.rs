@@ -243,12 +243,12 @@ impl Heap {
     }
 
     /// Lets an event loop donate time to the collector until `deadline`: while a cycle marks,
-    /// the calling thread marks; while it sweeps, it sweeps (spans without drop glue). Returns
-    /// whether there was anything to do. Call it from any thread, attached or not, inside a
-    /// scope or not.
+    /// the calling thread marks; while it sweeps, it sweeps. Returns whether there was anything
+    /// to do. Call it from any thread, attached or not, inside a scope or not (destructors
+    /// included).
     ///
     /// # Panics
-    /// If called from a `Trace` impl or on one of the collector's threads (marking from inside
+    /// If called from a `Trace` impl or on the coordinator or a mark worker (marking from inside
     /// marking).
     ///
     /// ```
@@ -372,9 +372,10 @@ impl HeapBuilder {
     /// cycle marks (Go's share): as many full-time workers as that makes whole CPUs, plus one
     /// part-time worker for the rest; workers beyond that plan run as idle workers. Each heap
     /// also has one coordinator thread that runs the handshakes, the background sweep and the
-    /// scavenger. `0` starts no thread at all: every cycle then runs in the mutators, in
+    /// scavenger. `0` starts no marking or sweeping thread: every cycle then runs in the mutators, in
     /// allocation slow paths, at scope boundaries and in [`Mutator::collect`] (deterministic,
-    /// for tests and for embedders that want no threads). Accepted: 0 to 256. Default: a
+    /// for tests and for embedders that want no marking threads); destructors still run on the
+    /// heap's drop thread, never inside a mutator's scope boundary. Accepted: 0 to 256. Default: a
     /// quarter of the CPUs, rounded up.
     ///
     /// ```

@@ -29,7 +29,8 @@ pub(crate) enum UserCode {
     DropGlue,
     /// A `Trace::trace` implementation (marking, verifying, or clearing before drop glue).
     Trace,
-    /// One of the collector's own threads (coordinator, mark workers, the drop thread).
+    /// One of the collector's own threads (the coordinator, a mark worker; a drop thread between
+    /// destructors).
     CollectorThread,
 }
 

@@ -309,7 +309,7 @@ impl Collector {
     }
 
     /// Donates the calling thread's time until `deadline` to the collector: marks (or in
-    /// synchronous mode advances the cycle) or sweeps spans without drop glue. Returns whether
+    /// synchronous mode advances the cycle) or sweeps. Returns whether
     /// there was work to do. The CPU is counted as idle-worker time.
     pub(crate) fn idle_step(&self, deadline: Instant) -> bool {
         let c0 = thread_cpu_ns();

@@ -1,6 +1,6 @@
 //! The collector's background threads: one *coordinator* that drives the cycle (handshakes,
-//! termination rounds, verification, pacing, the background sweep and its drop glue, the
-//! scavenger) and the mark workers, in three roles decided by the pacer's [`WorkerPlan`]:
+//! termination rounds, verification, pacing, the background sweep, the scavenger), the mark
+//! workers, in three roles decided by the pacer's [`WorkerPlan`], and the drop threads:
 //!
 //! - *dedicated* workers mark full time while a cycle marks;
 //! - one *fractional* worker marks in slices, keeping its on-duty CPU time since the mark began
@@ -13,19 +13,22 @@
 //!   (the deques, the injector, mark bits, atomics; they park with `park`/`unpark`), so being
 //!   preempted anywhere never leaves a lock held that a mutator waits for. Linux still gives an
 //!   idle thread a small share of the CPU, so one preempted mid-slice finishes it eventually and
-//!   cannot hold termination back forever.
+//!   cannot hold termination back forever;
+//! - *drop threads* run the drop glue the sweep queues (sweep.rs), off the coordinator, so a
+//!   destructor that blocks holds up only its own drop thread, never a cycle. Every heap has one,
+//!   synchronous ones (`workers(0)`, no coordinator and no mark worker) too; the queue starts more
+//!   when every one is stuck in a destructor.
 //!
-//! - the *drop thread* runs the drop glue the sweep queues (sweep.rs), off the coordinator, so a
-//!   destructor that blocks holds up only the destructors behind it, never a cycle.
-//!
-//! Every one of these threads is marked a collector thread (context.rs): attaching, opening a
-//! scope or collecting from one panics.
+//! The coordinator and the mark workers are marked collector threads (context.rs): attaching,
+//! opening a scope or collecting from one panics; a drop thread is marked as running drop glue
+//! while it does.
 //!
 //! Threads hold the collector by `Arc`, but never the user-facing handles: when the last `Heap`,
 //! `Mutator` or `Root` goes, the API layer stops and joins them first, so the heap is torn down
-//! on the user's thread, never on a GC thread. The one exception is a drop thread caught inside a
-//! destructor at that moment: it is not waited for (the destructor may wait for the very thread
-//! dropping the heap), and the heap is torn down when it returns, on the drop thread.
+//! on the user's thread, never on a GC thread. The exceptions: a drop thread caught inside a
+//! destructor at that moment is not waited for (the destructor may wait for the very thread
+//! dropping the heap), and when the last handle is dropped on one of these threads none is
+//! joined; the heap is torn down by the last of them to exit.
 
 use super::context::{self, UserCode, UserCodeGuard};
 use super::cycle::{Drive, Phase};
