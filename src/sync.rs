@@ -18,7 +18,7 @@ pub(crate) use loom::sync::Arc;
 
 /// A mutex with `parking_lot`'s interface (`lock()` returns the guard directly).
 #[cfg(not(loom))]
-pub(crate) use parking_lot::{Condvar, Mutex};
+pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
 mod loom_lock {
@@ -64,7 +64,7 @@ mod loom_lock {
     }
 }
 #[cfg(loom)]
-pub(crate) use loom_lock::{Condvar, Mutex};
+pub(crate) use loom_lock::{Condvar, Mutex, MutexGuard};
 
 /// One step of a bounded wait loop: spin briefly, then yield the CPU (loom: always yield).
 #[inline]

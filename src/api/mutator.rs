@@ -128,9 +128,11 @@ impl Mutator {
     ///
     /// It waits for every other attached thread to reach its next scope boundary (threads outside
     /// every scope do not delay it), and it cannot be called inside a scope of this heap (`scope`
-    /// borrows the `Mutator`). The drop glue of the objects this cycle finds dead has run when it
-    /// returns (on this thread, or on the heap's drop thread, which it then waits for);
-    /// finalizers run later on their own thread, and `collect` does not wait for them.
+    /// borrows the `Mutator`). When it returns, the drop glue of the objects found dead by the
+    /// cycles not over at the call (its own included) has run, on this thread or on a drop thread
+    /// it then waits for. What cycles over before the call found is left to the heap's drop
+    /// threads (one of those destructors may be blocked, even waiting for this very thread). Finalizers run later on their own thread, and `collect` does
+    /// not wait for them.
     ///
     /// # Panics
     /// If verification mode found a collector bug; if called inside a scope of any heap (a

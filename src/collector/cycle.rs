@@ -190,8 +190,12 @@ impl Collector {
                 }
                 self.telemetry.cycles.fetch_add(1, Ordering::Relaxed);
                 self.completed.store(st.cycle, Ordering::Release);
-                let _g = self.done_lock.lock();
-                self.done_cv.notify_all();
+                {
+                    let _g = self.done_lock.lock();
+                    self.done_cv.notify_all();
+                }
+                // Drop glue left behind a blocked destructor gets a thread even if no more comes.
+                self.drops.check_stuck();
             }
             if !step {
                 return progressed;

@@ -405,41 +405,43 @@ fn loom_deferred_drop_against_the_next_sweeps() {
     });
 }
 
-/// `collect` waiting for its own cycle's drop glue against the drop thread taking it.
+/// `collect` waiting for its own cycle's drop glue against a drop thread claiming items of the
+/// same batch.
 ///
-/// Bugs it catches: a batch run twice (taken by both), or `collect` returning before a batch of
-/// its cycle that the drop thread took has finished (a lost wakeup, or a wait that looked at the
-/// wrong cycle). Guards: the queue's lock around take and finish, and `wait_running`'s loop.
+/// Bugs it catches: an item run twice (claimed by both), one never run, or `collect` returning
+/// before an item of its cycle that the drop thread claimed has finished (a lost wakeup, or a
+/// wait that looked at the wrong cycle). Guards: the atomic claim cursor, the finishing runner's
+/// unlisting under the queue's lock, and `wait_running`'s loop.
 #[test]
 fn loom_collect_waits_for_its_cycles_drops() {
     use super::sweep::{DropItem, DropQueue, Take};
     loom::model(|| {
         let q = Arc::new(DropQueue::default());
-        let ran = Arc::new(UnsafeCell::new(0u32));
-        q.push(1, &mut vec![DropItem::fake(X)]);
-
+        let ran = Arc::new([UnsafeCell::new(0u32), UnsafeCell::new(0u32)]);
+        q.push(1, &mut vec![DropItem::fake(X), DropItem::fake(X + 16)]);
+        let run = |q: &DropQueue, ran: &[UnsafeCell<u32>; 2], cycles: std::ops::RangeInclusive<u64>, me| {
+            while let Take::Batch(b) = q.take(cycles.clone(), me) {
+                q.run(&b, None, |item| {
+                    let i = (item.addr() - X) / 16;
+                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+                    ran[i].with_mut(|r| unsafe { *r += 1 });
+                });
+            }
+        };
         // The drop thread's identity (any id other than "not a drop thread" will do).
         let me = Some(std::thread::current().id());
         let runner = {
             let (q, ran) = (q.clone(), ran.clone());
-            loom::thread::spawn(move || {
-                if let Take::Batch(cycle, _) = q.take(0..=u64::MAX, me) {
-                    // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
-                    ran.with_mut(|r| unsafe { *r += 1 });
-                    q.finish(cycle, me);
-                }
-            })
+            loom::thread::spawn(move || run(&q, &ran, 0..=u64::MAX, me))
         };
         // The collecting thread: its cycle is 1.
-        if let Take::Batch(cycle, _) = q.take(1..=1, None) {
+        run(&q, &ran, 1..=1, None);
+        q.wait_running(1..=1);
+        // Whoever ran each item, it ran once, and before `collect` returned.
+        for r in ran.iter() {
             // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
-            ran.with_mut(|r| unsafe { *r += 1 });
-            q.finish(cycle, None);
+            assert_eq!(r.with(|r| unsafe { *r }), 1);
         }
-        q.wait_running(1);
-        // Whoever ran it, it ran once, and before `collect` returned.
-        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
-        assert_eq!(ran.with(|r| unsafe { *r }), 1);
         runner.join().unwrap();
     });
 }

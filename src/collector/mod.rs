@@ -473,6 +473,7 @@ impl Collector {
             None => cache.alloc_large(&self.memory, size, kind).map(|(a, sp)| (a, Some(sp))),
         };
         self.drops.push(self.started.load(Ordering::Acquire), &mut drops);
+        cache.release_held(&self.memory);
         if let Some(start) = start {
             if start.elapsed() >= ALLOCATION_STALL_MIN {
                 self.record_stall(StallCause::Allocation, start);
@@ -487,8 +488,17 @@ impl Collector {
     #[cold]
     #[inline(never)]
     fn exhausted(&self, size: usize) -> ! {
+        let waiting = self.drops.waiting();
+        let drops = if waiting > 0 {
+            format!(
+                " ({waiting} dead objects still wait for their destructors, whose slots are kept \
+                 until they have run: a destructor that blocks holds up its drop thread)"
+            )
+        } else {
+            String::new()
+        };
         panic!(
-            "lowpause: the heap's reservation ({}) is exhausted while allocating {size} bytes; \
+            "lowpause: the heap's reservation ({}) is exhausted while allocating {size} bytes{drops}; \
              raise HeapBuilder::max_heap, or keep less alive",
             crate::telemetry::bytes(self.memory.len())
         )
@@ -621,18 +631,16 @@ impl Collector {
     }
 
     /// Runs a full collection: one whole cycle that starts after this call, its sweep included,
-    /// and the drop glue that sweep queued (run here, or waited for if the drop thread took it).
+    /// and the drop glue queued by the cycles not over at the call (run here, or waited for if a
+    /// drop thread took it).
     /// The caller is outside every scope of every heap.
     pub(crate) fn collect(&self) {
         self.check_failure();
-        let target = {
+        let (open, target) = {
             let _st = self.cycle.lock();
             let started = self.started.load(Ordering::Acquire);
-            if self.completed.load(Ordering::Acquire) == started {
-                started + 1
-            } else {
-                started + 2
-            }
+            let completed = self.completed.load(Ordering::Acquire);
+            (completed + 1, if completed == started { started + 1 } else { started + 2 })
         };
         while self.completed.load(Ordering::Acquire) < target {
             // Only until the target cycle has started: a request left behind would start one more
@@ -652,9 +660,12 @@ impl Collector {
             }
             self.check_failure();
         }
-        // Only this cycle's: a destructor queued before may be waiting for this very thread.
-        self.run_drops(target..=target);
-        self.drops.wait_running(target);
+        // The drop glue queued by every cycle not over at the call (one running then may find
+        // that moment's garbage too) runs here, or is waited for if a drop thread runs it.
+        // Earlier cycles' is left to the drop threads: one of those destructors may be blocked,
+        // even waiting for this very thread.
+        self.run_drops(open..=target);
+        self.drops.wait_running(open..=target);
     }
 
     /// Panics if a verification (checkmark) pass found a collector bug, or a collector thread

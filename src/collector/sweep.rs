@@ -26,10 +26,11 @@
 //! before the slot's reuse (the span changes hands under a lock). A dead object counts as freed
 //! when it is queued; its slot is reclaimed one cycle later.
 //!
-//! The queue is drained outside every scope and every collector lock: by the heap's drop thread
-//! (workers.rs; every heap has one, synchronous ones too), and by `collect`, which runs what its
-//! own cycle queued before returning. A blocked destructor therefore holds up only the
-//! destructors queued behind it on the same thread, never a cycle. (An earlier version ran
+//! The queue is drained outside every scope and every collector lock: by the heap's drop threads
+//! (workers.rs; every heap has one, synchronous ones too), and by `collect`, which runs what the
+//! cycles not over at its call queued before returning. Runners claim items one at a time, so a
+//! blocked destructor holds up only itself and its thread, never the items behind it nor a
+//! cycle; when every drop thread is stuck, another is started ([`DropQueue`]). (An earlier version ran
 //! synchronous heaps' drop glue at scope boundaries: inside another heap's scope that could wait
 //! for that heap's cycle, and skipping it there let a heap used only inside other scopes fill up.)
 //!
@@ -47,7 +48,7 @@ use super::context::{self, UserCode, UserCodeGuard};
 use super::mark::Tracer;
 use crate::memory::Dead;
 use crate::object::{Header, TypeInfo, DROPPED, HEADER_SIZE, PENDING_DROP};
-use crate::sync::{AtomicPtr, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
@@ -68,6 +69,12 @@ impl DropItem {
     #[cfg(all(test, loom))]
     pub(crate) fn fake(obj: usize) -> DropItem {
         DropItem { obj, info: &DROPPED, len: 0 }
+    }
+
+    /// The object's start (for models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn addr(&self) -> usize {
+        self.obj
     }
 }
 
@@ -220,66 +227,101 @@ pub(crate) unsafe fn drop_at_teardown(obj: usize) -> DropOutcome {
     unsafe { clear_and_drop(obj + HEADER_SIZE, info, len) }
 }
 
+/// The dead objects one sweep step queued, shared by whoever runs them: each item is claimed by
+/// one runner (an atomic cursor), so a destructor that blocks holds up only itself, never the
+/// items queued behind it: another runner goes on with those.
+pub(crate) struct Batch {
+    /// The cycle whose sweep queued it.
+    cycle: u64,
+    items: Vec<DropItem>,
+    /// The next item to claim.
+    next: AtomicUsize,
+    /// How many items have finished running.
+    done: AtomicUsize,
+}
+
+impl Batch {
+    /// Claims the next item, if any is left.
+    fn claim(&self) -> Option<&DropItem> {
+        self.items.get(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether every item is claimed.
+    fn all_claimed(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= self.items.len()
+    }
+}
+
 /// What [`DropQueue::take`] found.
 pub(crate) enum Take {
-    /// A batch to run, queued by the sweep of this cycle; the taker must call
-    /// [`DropQueue::finish`] after running it.
-    Batch(u64, Vec<DropItem>),
+    /// A batch with items left to claim; run them with [`DropQueue::run`].
+    Batch(Arc<Batch>),
     Empty,
     /// The drop thread must exit (only for drop threads).
     Stopped,
 }
 
-/// Who takes a batch: one of the heap's drop threads, or another thread (`collect`).
-pub(crate) type Taker = Option<std::thread::ThreadId>;
-
 /// Drop threads a heap may have at once: one, and one more each time every one of them has been
-/// inside a destructor for [`STUCK`] when more drop glue is queued.
+/// inside one destructor for [`STUCK`] while drop glue waits.
 pub(crate) const MAX_DROP_THREADS: usize = 8;
-/// How long a batch may run before its drop thread counts as stuck.
+/// How long one destructor may run before its drop thread counts as stuck.
 pub(crate) const STUCK: std::time::Duration = std::time::Duration::from_millis(10);
 /// How long an extra drop thread stays without work before it exits.
 pub(crate) const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A batch being run.
-struct Running {
-    cycle: u64,
-    by: Taker,
-    since: std::time::Instant,
-}
+/// A drop thread's progress word: +1 when it starts an item, +1 when it finishes one (odd: inside
+/// a destructor). Written by the thread alone; read by the stuck check.
+pub(crate) type Progress = Arc<AtomicU64>;
 
 /// One of the heap's drop threads.
 struct Runner {
     id: std::thread::ThreadId,
     thread: std::thread::Thread,
     handle: Option<std::thread::JoinHandle<()>>,
+    progress: Progress,
+    /// The progress word when last looked at, and when it was first seen at that value.
+    seen: (u64, std::time::Instant),
+}
+
+impl Runner {
+    /// Whether the thread has been inside the same destructor for [`STUCK`] (at least since the
+    /// previous look at `now`).
+    fn stuck(&mut self, now: std::time::Instant) -> bool {
+        let p = self.progress.load(Ordering::Relaxed);
+        if p != self.seen.0 {
+            self.seen = (p, now);
+        }
+        p % 2 == 1 && now.duration_since(self.seen.1) >= STUCK
+    }
 }
 
 #[derive(Default)]
 struct QueueState {
-    /// Batches not yet taken, by the cycle whose sweep queued them, oldest first.
-    batches: VecDeque<(u64, Vec<DropItem>)>,
-    /// The batches being run now.
-    running: Vec<Running>,
+    /// Batches not yet finished, by the cycle whose sweep queued them, oldest first.
+    batches: VecDeque<Arc<Batch>>,
     /// The heap's drop threads.
     runners: Vec<Runner>,
+    /// Drop threads asked for and not listed yet (they count against the cap).
+    spawning: usize,
     /// The drop threads must take nothing more.
     stopped: bool,
 }
 
 /// The queue of dead objects whose drop glue has not run yet, and the heap's drop threads.
 ///
-/// A destructor that blocks holds up its drop thread, and with it every batch queued behind it:
-/// their slots stay allocated, and a heap whose garbage has drop glue would fill up. So when
-/// drop glue is queued while every drop thread has been inside one batch for [`STUCK`] or more,
-/// the queue asks for one more thread (up to [`MAX_DROP_THREADS`]); an extra thread exits once it
-/// has had nothing to do for [`RETIRE_AFTER`].
+/// A destructor that blocks holds up its drop thread. The items behind it stay claimable, and
+/// when drop glue waits while every drop thread has been inside one destructor for [`STUCK`] or
+/// more, the queue asks for one more thread (up to [`MAX_DROP_THREADS`], counting those being
+/// started); an extra thread exits once it has had nothing to do for [`RETIRE_AFTER`]. The check
+/// runs whenever drop glue is queued and once per cycle ([`DropQueue::check_stuck`]), so work
+/// left behind a blocked destructor is taken up even when no more drop glue comes.
 #[derive(Default)]
 pub(crate) struct DropQueue {
     state: Mutex<QueueState>,
     /// Signalled when a batch finishes.
     finished: Condvar,
     /// Starts one more drop thread (set where the threads are started; absent in loom models).
+    /// It must call [`DropQueue::add_runner`] or [`DropQueue::spawn_failed`].
     pub(crate) spawn: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -290,26 +332,65 @@ impl DropQueue {
         if items.is_empty() {
             return;
         }
-        let wants_another = {
-            let mut st = self.state.lock();
-            st.batches.push_back((cycle, std::mem::take(items)));
-            for r in &st.runners {
-                r.thread.unpark();
-            }
-            let stuck = |r: &Runner| st.running.iter().any(|b| b.by == Some(r.id) && b.since.elapsed() >= STUCK);
-            !st.stopped && st.runners.len() < MAX_DROP_THREADS && st.runners.iter().all(stuck)
-        };
-        if wants_another {
-            if let Some(spawn) = self.spawn.get() {
-                spawn();
-            }
+        let batch = Batch { cycle, items: std::mem::take(items), next: AtomicUsize::new(0), done: AtomicUsize::new(0) };
+        let mut st = self.state.lock();
+        st.batches.push_back(Arc::new(batch));
+        for r in &st.runners {
+            r.thread.unpark();
+        }
+        self.spawn_if_stuck(st);
+    }
+
+    /// Starts one more drop thread if drop glue waits and every drop thread is stuck inside a
+    /// destructor. Called once per cycle, so work behind a blocked destructor does not wait for
+    /// more drop glue to come.
+    pub(crate) fn check_stuck(&self) {
+        let st = self.state.lock();
+        if st.batches.iter().any(|b| !b.all_claimed()) {
+            self.spawn_if_stuck(st);
         }
     }
 
-    /// Lists a new drop thread.
-    pub(crate) fn add_runner(&self, handle: std::thread::JoinHandle<()>) {
+    fn spawn_if_stuck(&self, mut st: crate::sync::MutexGuard<'_, QueueState>) {
+        let now = std::time::Instant::now();
+        let mut all_stuck = true;
+        for r in st.runners.iter_mut() {
+            // Every runner is looked at, so each one's first sighting is recorded.
+            all_stuck &= r.stuck(now);
+        }
+        let room = st.runners.len() + st.spawning < MAX_DROP_THREADS;
+        if st.stopped || !room || !all_stuck || self.spawn.get().is_none() {
+            return;
+        }
+        st.spawning += 1;
+        drop(st);
+        if let Some(spawn) = self.spawn.get() {
+            spawn();
+        }
+    }
+
+    /// A new drop thread for [`DropQueue::take`] as `Some(id)`; returns the progress word it
+    /// must pass to [`DropQueue::run`]. `spawned` says whether it was asked for by the stuck
+    /// check (the first one is not).
+    pub(crate) fn add_runner(&self, handle: std::thread::JoinHandle<()>, progress: Progress, spawned: bool) {
         let (id, thread) = (handle.thread().id(), handle.thread().clone());
-        self.state.lock().runners.push(Runner { id, thread, handle: Some(handle) });
+        let mut st = self.state.lock();
+        if spawned {
+            st.spawning -= 1;
+        }
+        let seen = (progress.load(Ordering::Relaxed), std::time::Instant::now());
+        st.runners.push(Runner { id, thread, handle: Some(handle), progress, seen });
+    }
+
+    /// A drop thread asked for by the stuck check could not be started.
+    pub(crate) fn spawn_failed(&self) {
+        self.state.lock().spawning -= 1;
+    }
+
+    /// How many queued objects' destructors have not finished.
+    pub(crate) fn waiting(&self) -> usize {
+        let st = self.state.lock();
+        st.batches.iter().map(|b| b.items.len() - b.done.load(Ordering::Acquire).min(b.items.len())).sum()
     }
 
     /// Whether `id` is one of the heap's drop threads.
@@ -317,26 +398,41 @@ impl DropQueue {
         self.state.lock().runners.iter().any(|r| r.id == id)
     }
 
-    /// Takes the oldest batch queued by a cycle in `cycles`, for a drop thread or another
-    /// thread outside every scope (`by`).
-    pub(crate) fn take(&self, cycles: RangeInclusive<u64>, by: Taker) -> Take {
-        let mut st = self.state.lock();
+    /// The oldest batch queued by a cycle in `cycles` that has items left to claim, for a drop
+    /// thread (`by` its id) or another thread outside every scope (`None`).
+    pub(crate) fn take(&self, cycles: RangeInclusive<u64>, by: Option<std::thread::ThreadId>) -> Take {
+        let st = self.state.lock();
         if by.is_some() && st.stopped {
             return Take::Stopped;
         }
-        let Some(i) = st.batches.iter().position(|(c, _)| cycles.contains(c)) else { return Take::Empty };
-        let (cycle, items) = st.batches.remove(i).expect("a batch at a found index");
-        st.running.push(Running { cycle, by, since: std::time::Instant::now() });
-        Take::Batch(cycle, items)
+        match st.batches.iter().find(|b| cycles.contains(&b.cycle) && !b.all_claimed()) {
+            Some(b) => Take::Batch(b.clone()),
+            None => Take::Empty,
+        }
     }
 
-    /// A batch of `cycle` taken with [`DropQueue::take`] by `by` has run.
-    pub(crate) fn finish(&self, cycle: u64, by: Taker) {
-        let mut st = self.state.lock();
-        if let Some(i) = st.running.iter().position(|b| b.cycle == cycle && b.by == by) {
-            st.running.swap_remove(i);
+    /// Claims and runs the items of `batch` with `run` until none is left to claim;
+    /// the runner that finishes the batch's last item unlists it and wakes the waiters.
+    /// `progress` is a drop thread's progress word.
+    pub(crate) fn run(&self, batch: &Batch, progress: Option<&AtomicU64>, mut run: impl FnMut(&DropItem)) {
+        let mut ran = 0;
+        while let Some(item) = batch.claim() {
+            // Only this thread writes its progress word: plain stores suffice.
+            if let Some(p) = progress {
+                p.store(p.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            run(item);
+            if let Some(p) = progress {
+                p.store(p.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            ran += 1;
         }
-        self.finished.notify_all();
+        // Counted once per run: whoever brings the count to the batch's length ran the last item.
+        if ran > 0 && batch.done.fetch_add(ran, Ordering::AcqRel) + ran == batch.items.len() {
+            let mut st = self.state.lock();
+            st.batches.retain(|b| !std::ptr::eq(&**b, batch));
+            self.finished.notify_all();
+        }
     }
 
     /// An extra drop thread (not the last one) that found nothing to do for [`RETIRE_AFTER`]
@@ -350,11 +446,12 @@ impl DropQueue {
         true
     }
 
-    /// Waits until no batch queued by `cycle` is being run by another thread. (Batches of
-    /// earlier cycles are not waited for: their destructors may be waiting for this thread.)
-    pub(crate) fn wait_running(&self, cycle: u64) {
+    /// Waits until no item queued by a cycle in `cycles` is being run by another thread (the
+    /// caller ran every unclaimed one). Items of other cycles being run are not waited for: their
+    /// destructors may be waiting for this thread.
+    pub(crate) fn wait_running(&self, cycles: RangeInclusive<u64>) {
         let mut st = self.state.lock();
-        while st.running.iter().any(|b| b.cycle == cycle) {
+        while st.batches.iter().any(|b| cycles.contains(&b.cycle)) {
             self.finished.wait(&mut st);
         }
     }
@@ -365,12 +462,11 @@ impl DropQueue {
     pub(crate) fn stop_runners(&self) -> Vec<std::thread::JoinHandle<()>> {
         let mut st = self.state.lock();
         st.stopped = true;
-        let QueueState { runners, running, .. } = &mut *st;
-        runners
+        st.runners
             .iter_mut()
             .filter_map(|r| {
                 r.thread.unpark();
-                let busy = running.iter().any(|b| b.by == Some(r.id));
+                let busy = r.progress.load(Ordering::Relaxed) % 2 == 1;
                 let handle = r.handle.take();
                 if busy {
                     None
@@ -383,24 +479,23 @@ impl DropQueue {
 }
 
 impl super::Collector {
-    /// Runs, on the calling thread, the drop glue of every object queued by the sweeps of
-    /// `cycles`. The caller is outside every scope and holds no collector lock.
+    /// Runs, on the calling thread, the drop glue of every unclaimed object queued by the sweeps
+    /// of `cycles`. The caller is outside every scope and holds no collector lock.
     pub(crate) fn run_drops(&self, cycles: RangeInclusive<u64>) {
-        while let Take::Batch(cycle, items) = self.drops.take(cycles.clone(), None) {
-            self.run_batch(&items);
-            self.drops.finish(cycle, None);
+        while let Take::Batch(batch) = self.drops.take(cycles.clone(), None) {
+            self.run_batch(&batch, None);
         }
     }
 
-    /// Runs one batch of drop glue, counting the panics.
-    pub(crate) fn run_batch(&self, items: &[DropItem]) {
+    /// Runs what is left to claim of one batch of drop glue, counting the panics.
+    pub(crate) fn run_batch(&self, batch: &Batch, progress: Option<&AtomicU64>) {
         let mut panics = 0;
-        for item in items {
-            // SAFETY: taken from the queue, so run exactly once.
+        self.drops.run(batch, progress, |item| {
+            // SAFETY: claimed from the batch, so run exactly once.
             if unsafe { run_item(item) } != DropOutcome::Dropped {
                 panics += 1;
             }
-        }
+        });
         if panics > 0 {
             self.telemetry.drop_panics.fetch_add(panics, Ordering::Relaxed);
         }

@@ -34,7 +34,7 @@ use super::context::{self, UserCode, UserCodeGuard};
 use super::cycle::{Drive, Phase};
 use super::mark::Marker;
 use super::pacer::fractional_wait_ns;
-use super::sweep::Take;
+use super::sweep::{Progress, Take};
 use super::Collector;
 use crate::sync::{Arc, Ordering};
 use crate::telemetry::thread_cpu_ns;
@@ -66,7 +66,7 @@ impl Workers {
     /// any beyond the plan run as idle workers) and `config.idle_workers` idle ones.
     pub(crate) fn start(collector: &Arc<Collector>) -> std::io::Result<Workers> {
         let threads = if collector.config.workers > 0 { start_collector_threads(collector)? } else { Vec::new() };
-        spawn_drop_thread(collector)?;
+        spawn_drop_thread(collector, false)?;
         #[cfg(not(loom))]
         {
             // More drop threads when every one is stuck in a destructor (sweep.rs). The queue
@@ -74,7 +74,8 @@ impl Workers {
             let heap = Arc::downgrade(collector);
             let _ = collector.drops.spawn.set(Box::new(move || {
                 if let Some(c) = heap.upgrade() {
-                    if let Err(e) = spawn_drop_thread(&c) {
+                    if let Err(e) = spawn_drop_thread(&c, true) {
+                        c.drops.spawn_failed();
                         crate::telemetry::report(&format!("lowpause: could not start another drop thread: {e}"));
                     }
                 }
@@ -116,11 +117,14 @@ impl Workers {
     }
 }
 
-/// Starts a drop thread and lists it with the drop queue.
-fn spawn_drop_thread(collector: &Arc<Collector>) -> std::io::Result<()> {
+/// Starts a drop thread and lists it with the drop queue (`spawned`: asked for by its stuck
+/// check).
+fn spawn_drop_thread(collector: &Arc<Collector>, spawned: bool) -> std::io::Result<()> {
     let c = collector.clone();
-    let handle = std::thread::Builder::new().name("lowpause-drop".into()).spawn(move || drop_thread(&c))?;
-    collector.drops.add_runner(handle);
+    let progress = Progress::default();
+    let mine = progress.clone();
+    let handle = std::thread::Builder::new().name("lowpause-drop".into()).spawn(move || drop_thread(&c, &mine))?;
+    collector.drops.add_runner(handle, progress, spawned);
     Ok(())
 }
 
@@ -166,15 +170,14 @@ fn guarded(c: &Collector, what: &str, f: impl FnOnce()) {
 /// A drop thread: runs queued drop glue until the heap stops it (or, an extra one, until it has
 /// had nothing to do for a while). Destructor panics are contained per object (sweep.rs), so
 /// nothing else ends this loop.
-fn drop_thread(c: &Collector) {
+fn drop_thread(c: &Collector, progress: &Progress) {
     guarded(c, "drop", || {
         let me = std::thread::current().id();
         let mut idle_since = std::time::Instant::now();
         loop {
             match c.drops.take(0..=u64::MAX, Some(me)) {
-                Take::Batch(cycle, items) => {
-                    c.run_batch(&items);
-                    c.drops.finish(cycle, Some(me));
+                Take::Batch(batch) => {
+                    c.run_batch(&batch, Some(progress));
                     idle_since = std::time::Instant::now();
                 }
                 Take::Empty if c.shutdown.load(Ordering::Acquire) => return,

@@ -84,6 +84,12 @@ impl Cache {
         self.local_black_bytes += s.elem_size;
     }
 
+    /// Ends the hold a refill took on the sweep ([`Memory::release_held`]); call it after
+    /// queueing the drop glue its `on_dead` collected.
+    pub(crate) fn release_held(&mut self, mem: &Memory) {
+        mem.release_held(&mut self.scratch);
+    }
+
     /// The slow path: a slot of size class `class` from anywhere in the cached span, or from a
     /// span refilled from the central lists.
     /// `on_dead` decides the slots of dead objects in spans swept on the way (see

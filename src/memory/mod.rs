@@ -107,7 +107,8 @@ pub(crate) struct Memory {
     unswept_len: Box<[AtomicUsize]>,
     /// Go's `sweepgen`: +2 every cycle (see span.rs).
     pub(crate) sweepgen: AtomicU32,
-    /// Spans popped from an unswept set and not yet swept.
+    /// Spans popped from an unswept set and not yet swept, plus lazy sweeps whose dead objects'
+    /// drop glue is not queued yet ([`Memory::release_held`]).
     sweeping: AtomicUsize,
     /// The current sweep frees nothing: its mark failed (see `begin_sweep`).
     keep_all: AtomicBool,
@@ -125,6 +126,9 @@ pub(crate) struct Scratch {
     batch: Vec<SpanPtr>,
     rest: Vec<SpanPtr>,
     dead: Vec<SpanPtr>,
+    /// A refill swept spans with drop glue: it holds the sweep open ([`Memory::hold_sweep`])
+    /// until the owner has queued what `on_dead` collected and calls [`Memory::release_held`].
+    held: bool,
 }
 
 /// The page heap and the span structs kept for reuse, under one lock.
@@ -419,7 +423,7 @@ impl Memory {
         on_dead: &mut dyn FnMut(usize) -> Dead,
     ) -> Result<SpanPtr, Exhausted> {
         let ci = Self::central_index(class, kind);
-        let Scratch { batch, rest, dead } = scratch;
+        let Scratch { batch, rest, dead, held } = scratch;
         let mut budget = LAZY_SWEEP_BUDGET;
         loop {
             {
@@ -434,7 +438,11 @@ impl Memory {
                     let Some(s) = c.pop_unswept(sg) else { break };
                     batch.push(s);
                 }
-                self.sweeping.fetch_add(batch.len(), Ordering::SeqCst);
+                // One more for drop glue found, while these spans already count: the sweep
+                // cannot look done between their sweeping and the queueing of their dead.
+                let hold = usize::from(kind.drop() && !batch.is_empty() && !*held);
+                *held |= hold == 1;
+                self.sweeping.fetch_add(batch.len() + hold, Ordering::SeqCst);
                 self.unswept_len[ci].fetch_sub(batch.len(), Ordering::SeqCst);
             }
             if batch.is_empty() {
@@ -514,6 +522,15 @@ impl Memory {
 
     /// Whether no span of the current generation is left to sweep (nor being swept). Spans still
     /// held by caches are the caller's to account for.
+    /// Ends the hold a [`Memory::refill`] of spans with drop glue took on the sweep, once the
+    /// drop glue it found is queued: until then the cycle never counts as swept (so `collect`
+    /// never returns with dead objects in someone's hands).
+    pub(crate) fn release_held(&self, scratch: &mut Scratch) {
+        if std::mem::take(&mut scratch.held) {
+            self.sweeping.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     pub(crate) fn sweep_done(&self) -> bool {
         // A pop raises `sweeping` before it lowers a hint, so if every hint reads 0 here, a span
         // popped meanwhile shows in `sweeping` below.
