@@ -4,7 +4,7 @@
 //! (the checkmark pass), so a collector that misses a reference fails the test too.
 
 mod common;
-use common::{assert_heap_usable, message_of, panic_message, Node};
+use common::{assert_heap_usable, message_of, panic_message, within, Node};
 use lowpause::{
     GcVec, Heap, Member, Mutator, Root, Scope, Trace, Tracer, Value, ValueRef, Weak, WeakMember, WeakTable,
 };
@@ -13,21 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Runs `f` on a thread of its own and fails the test if it has not finished within `secs`
-/// (the stuck thread is left behind: a hang becomes a failure, not a stuck suite).
-fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("{what}: did not finish within {secs} s (a hang)"),
-    }
-}
 
 /// Uses a result for nothing (the attacks only care whether the call panics).
 fn ignore<T>(_: T) {}

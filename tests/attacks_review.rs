@@ -2,25 +2,12 @@
 //! fixes), kept as regression tests. No test uses `unsafe`. Each names the attack it makes; the
 //! ones that found a break say what it was. Heaps reserve 256 MiB so the file runs under valgrind.
 mod common;
-use common::{assert_heap_usable, message_of, panic_message, Node};
+use common::{assert_heap_usable, message_of, panic_message, within, Node};
 use lowpause::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("{what}: did not finish within {secs} s (a hang)"),
-    }
-}
 
 // A1: an array whose byte size is within a page of usize::MAX: the page count times the page
 // size wraps to 0 in Memory::alloc_large.

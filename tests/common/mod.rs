@@ -4,6 +4,8 @@
 use lowpause::{Heap, Member, Mutator, Root, Trace};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 #[derive(Trace)]
 pub struct Node {
@@ -39,4 +41,28 @@ pub fn assert_heap_usable(heap: &Heap, m: &mut Mutator) {
         assert_eq!(a.next.get(s).unwrap().value, 20);
     });
     assert!(heap.stats().cycles >= 1);
+}
+
+/// Runs `f` on a thread of its own and returns its result, or panics if it takes more than
+/// `secs` seconds (a hang); a panic inside `f` is passed on.
+pub fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("{what}: did not finish within {secs} s (a hang)"),
+    }
+}
+
+/// Waits until `f` holds, polling every millisecond; panics after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
