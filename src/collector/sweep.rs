@@ -487,17 +487,14 @@ impl super::Collector {
         }
     }
 
-    /// Runs what is left to claim of one batch of drop glue, counting the panics.
+    /// Runs what is left to claim of one batch of drop glue, counting the panics (each before
+    /// its item counts as done, so a `collect` that waited for the item sees it counted).
     pub(crate) fn run_batch(&self, batch: &Batch, progress: Option<&AtomicU64>) {
-        let mut panics = 0;
         self.drops.run(batch, progress, |item| {
             // SAFETY: claimed from the batch, so run exactly once.
             if unsafe { run_item(item) } != DropOutcome::Dropped {
-                panics += 1;
+                self.telemetry.drop_panics.fetch_add(1, Ordering::Relaxed);
             }
         });
-        if panics > 0 {
-            self.telemetry.drop_panics.fetch_add(panics, Ordering::Relaxed);
-        }
     }
 }
