@@ -42,7 +42,7 @@ fn memory_limit_setting(limit: Option<usize>) -> Result<Option<usize>, ConfigErr
 /// [`Root`](crate::Root) are dropped; then it drops every object left and returns its memory to the
 /// OS, on the thread that dropped the last handle. Exceptions, so that teardown never waits for
 /// a destructor that may be waiting for the dropping thread: if that thread is inside a scope (of
-/// another heap), teardown runs on a thread of its own; if it is one of the heap's own threads (a
+/// another heap), teardown runs on a teardown thread (a small pool, shared by all heaps); if it is one of the heap's own threads (a
 /// destructor or finalizer dropped the last handle), or the heap's drop thread is inside a
 /// destructor at that moment, teardown runs on that thread once it is done.
 ///
@@ -105,12 +105,7 @@ impl Drop for Shared {
             // The last handle went inside a scope (of another heap). Teardown runs the remaining
             // destructors, and one that waits for a thread collecting that other heap would
             // wait for this thread's scope boundary: tear down on a thread of its own instead.
-            let spawned = std::thread::Builder::new().name("lowpause-teardown".into()).spawn(move || drop(collector));
-            if let Err(e) = spawned {
-                crate::telemetry::report(&format!(
-                    "lowpause: could not start a thread to tear a heap down ({e}); its memory is leaked"
-                ));
-            }
+            teardown::defer(Box::new(move || drop(collector)));
         } else {
             drop(collector);
         }
@@ -472,5 +467,75 @@ impl HeapBuilder {
                 finalizer: Default::default(),
             }),
         })
+    }
+}
+
+/// Heaps whose last handle went inside another heap's scope are torn down here, on threads of
+/// their own, in order: one thread, and one more (up to [`teardown::MAX_THREADS`]) whenever every
+/// one has been inside the same teardown for [`teardown::STUCK`] when another comes (a teardown
+/// runs destructors, which may wait). Threads exit when the queue is empty, so a loop of such
+/// teardowns does not pile threads up.
+mod teardown {
+    use parking_lot::Mutex;
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+
+    pub(super) const MAX_THREADS: usize = 8;
+    pub(super) const STUCK: Duration = Duration::from_millis(10);
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    struct State {
+        jobs: VecDeque<Job>,
+        /// Teardown threads running.
+        threads: usize,
+        /// The threads inside a teardown now (their number), with when each started it.
+        busy: Vec<(u64, Instant)>,
+        next_id: u64,
+    }
+
+    static STATE: Mutex<State> = Mutex::new(State { jobs: VecDeque::new(), threads: 0, busy: Vec::new(), next_id: 0 });
+
+    /// Queues a teardown; starts a thread if none is free: every one is inside a teardown, and
+    /// has been for [`STUCK`].
+    pub(super) fn defer(job: Job) {
+        let mut st = STATE.lock();
+        st.jobs.push_back(job);
+        let free = st.threads > st.busy.len() || st.busy.iter().any(|(_, since)| since.elapsed() < STUCK);
+        if (st.threads > 0 && free) || st.threads >= MAX_THREADS {
+            return;
+        }
+        st.threads += 1;
+        let id = st.next_id;
+        st.next_id += 1;
+        drop(st);
+        let spawned = std::thread::Builder::new().name("lowpause-teardown".into()).spawn(move || run(id));
+        if let Err(e) = spawned {
+            let mut st = STATE.lock();
+            st.threads -= 1;
+            let waiting = st.jobs.len();
+            drop(st);
+            crate::telemetry::report(&format!(
+                "lowpause: could not start a thread to tear a heap down ({e}); {waiting} teardown(s) wait for the next one"
+            ));
+        }
+    }
+
+    /// A teardown thread: runs queued teardowns until none is left, then exits.
+    fn run(id: u64) {
+        loop {
+            let job = {
+                let mut st = STATE.lock();
+                st.busy.retain(|&(b, _)| b != id);
+                let Some(job) = st.jobs.pop_front() else {
+                    st.threads -= 1;
+                    return;
+                };
+                st.busy.push((id, Instant::now()));
+                job
+            };
+            // A teardown's destructors have their panics contained already; this is a last guard.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        }
     }
 }
