@@ -1287,21 +1287,7 @@ fn t1_round(workers: usize, round: usize) -> Result<(), String> {
 
 #[test]
 fn t1_teardown_while_drop_threads_run_and_spawn() {
-    let _g = serial();
-    let before = threads_named("lowpause");
-    let r = within(300, "t1", || {
-        let mut errs = Vec::new();
-        for round in 0..30 {
-            for w in [1, 0] {
-                if let Err(e) = t1_round(w, round) {
-                    errs.push((w, e));
-                }
-            }
-        }
-        errs
-    });
-    wait_until(10, "every heap thread exited", || threads_named("lowpause") <= before);
-    assert!(r.is_empty(), "{r:?}");
+    teardown_rounds("t1", 30, t1_round);
 }
 
 // T2: a destructor on a drop thread drops the heap's last handle (taken from a static) while other
@@ -1403,13 +1389,19 @@ fn t2_round(workers: usize, round: usize) -> Result<(), String> {
 
 #[test]
 fn t2_last_handle_dropped_by_a_destructor_while_other_drop_threads_run() {
+    teardown_rounds("t2", 12, t2_round);
+}
+
+/// Runs `round(workers, i)` for `rounds` rounds on a concurrent and a synchronous heap, asserts
+/// that no round failed, and that every heap thread exited afterwards.
+fn teardown_rounds(what: &'static str, rounds: usize, round: fn(usize, usize) -> Result<(), String>) {
     let _g = serial();
     let before = threads_named("lowpause");
-    let r = within(300, "t2", || {
+    let r = within(300, what, move || {
         let mut errs = Vec::new();
-        for round in 0..12 {
+        for i in 0..rounds {
             for w in [1, 0] {
-                if let Err(e) = t2_round(w, round) {
+                if let Err(e) = round(w, i) {
                     errs.push((w, e));
                 }
             }
