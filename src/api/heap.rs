@@ -471,17 +471,15 @@ impl HeapBuilder {
 }
 
 /// Heaps whose last handle went inside another heap's scope are torn down here, on threads of
-/// their own, in order: one thread, and one more (up to [`teardown::MAX_THREADS`]) whenever every
-/// one has been inside the same teardown for [`teardown::STUCK`] when another comes (a teardown
-/// runs destructors, which may wait). Threads exit when the queue is empty, so a loop of such
-/// teardowns does not pile threads up.
+/// their own, in order: one thread, and one more (up to [`MAX_THREADS`]) whenever every one has
+/// been inside the same teardown for [`STUCK`] when another comes. A teardown runs destructors,
+/// which may wait, so the pool follows the drop threads' policy (sweep.rs) with its numbers.
+/// Threads exit when the queue is empty, so a loop of such teardowns does not pile threads up.
 mod teardown {
+    use crate::collector::sweep::{MAX_DROP_THREADS as MAX_THREADS, STUCK};
     use parking_lot::Mutex;
     use std::collections::VecDeque;
-    use std::time::{Duration, Instant};
-
-    pub(super) const MAX_THREADS: usize = 8;
-    pub(super) const STUCK: Duration = Duration::from_millis(10);
+    use std::time::Instant;
 
     type Job = Box<dyn FnOnce() + Send>;
 
