@@ -2,6 +2,7 @@
 
 use super::heap::Shared;
 use super::scope::Scope;
+use super::session::Session;
 use crate::collector::context::{self, ScopeGuard, UserCode};
 use crate::collector::mutator::ThreadRecord;
 use crate::collector::Collector;
@@ -73,9 +74,11 @@ impl Mutator {
     /// thread's next scope boundary (so keep scopes short in long-running loops, and open a fresh
     /// scope per batch of work).
     ///
-    /// Scope boundaries are safepoints: here the thread answers the collector's requests (so a
-    /// thread that stays in one scope for long delays the cycle's progress, never another
-    /// thread), and here, in synchronous mode (`workers(0)`), it does the cycle's work.
+    /// Scope boundaries are safepoints: here the thread answers the collector's requests, and
+    /// here, in synchronous mode (`workers(0)`), it does the cycle's work. No other thread ever
+    /// waits for a scope, but the cycle does: while one thread stays inside a scope, no cycle
+    /// can finish, so nothing is freed for anyone and the heap grows. Keep scopes short, or run
+    /// long work in a [`session`](Mutator::session), which answers at every inner scope.
     ///
     /// # Panics
     /// If called from the drop glue of a GC object, from a `Trace` impl, or on one of the
@@ -99,27 +102,66 @@ impl Mutator {
     /// }
     /// ```
     pub fn scope<R>(&mut self, f: impl for<'s> FnOnce(&Scope<'s>) -> R) -> R {
+        let exit = self.enter_scope("Mutator::scope");
+        let r = f(&Scope::new(&self.shared, &self.rec));
+        drop(exit);
+        r
+    }
+
+    /// Runs `f` in one long scope, a [`Session`], in which the thread opens inner scopes with
+    /// [`Session::scope`] and answers the collector at [`Session::safepoint`]s (every inner
+    /// scope's entry is one). Entering an inner scope costs a poll of one flag, not a scope
+    /// entry; the borrow checker proves that no `Gc` is alive at a safepoint (it needs `&mut`
+    /// access to the session, which every inner scope holds while it runs).
+    ///
+    /// This is how an interpreter runs a whole script in one scope without holding up the heap:
+    /// it keeps its values in a [`LocalStack`](crate::LocalStack) (which the thread's own
+    /// snapshot answer scans) and calls an inner scope per few thousand instructions. A cycle
+    /// that has to wait on a thread inside a session waits at most until its next safepoint;
+    /// the wait is reported ([`Metrics::scope_wait`](crate::Metrics::scope_wait), and in the
+    /// trace line).
+    ///
+    /// # Panics
+    /// As [`scope`](Mutator::scope).
+    ///
+    /// ```
+    /// use lowpause::{Heap, LocalStack, ValueRef};
+    /// let heap = Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut stack = LocalStack::<String>::new(&m);
+    /// let total = m.session(|sess| {
+    ///     let mut total = 0;
+    ///     for i in 0..100 {
+    ///         // Each inner scope is a safepoint: a cycle may advance between two of them.
+    ///         total += sess.scope(|s| {
+    ///             stack.push(s, ValueRef::Object(s.alloc(format!("item {i}"))));
+    ///             match stack.peek(s, 0) {
+    ///                 ValueRef::Object(text) => text.len(),
+    ///                 _ => unreachable!(),
+    ///             }
+    ///         });
+    ///     }
+    ///     total
+    /// });
+    /// assert_eq!(total, 10 * 6 + 90 * 7);
+    /// assert_eq!(stack.len(), 100);
+    /// ```
+    pub fn session<R>(&mut self, f: impl for<'m> FnOnce(&mut Session<'m>) -> R) -> R {
+        let exit = self.enter_scope("Mutator::session");
+        let r = f(&mut Session::new(&self.shared, &self.rec));
+        drop(exit);
+        r
+    }
+
+    /// Enters a scope for `op`; the guard leaves it on every exit path, unwinding included.
+    fn enter_scope(&self, op: &'static str) -> Exit<'_> {
         if let Some(code) = context::user_code() {
-            refused("Mutator::scope", code);
+            refused(op, code);
         }
         let collector = &*self.shared.collector;
         collector.check_failure();
         collector.enter(&self.rec);
-        /// Leaves the scope on every exit path, unwinding included.
-        struct Exit<'a>(&'a Collector, &'a ThreadRecord, Option<ScopeGuard>);
-        impl Drop for Exit<'_> {
-            fn drop(&mut self) {
-                // The thread is outside this scope from here (it may run drop glue below).
-                self.2.take();
-                // SAFETY: constructed right after `enter` on this thread's own record, and
-                // dropped exactly once at the end of the scope.
-                unsafe { self.0.exit(self.1) };
-            }
-        }
-        let exit = Exit(collector, &self.rec, Some(ScopeGuard::enter()));
-        let r = f(&Scope::new(&self.shared, &self.rec));
-        drop(exit);
-        r
+        Exit(collector, &self.rec, Some(ScopeGuard::enter()))
     }
 
     /// Runs a full collection: a whole cycle that starts after this call, marking everything
@@ -176,6 +218,11 @@ impl Mutator {
         self.shared.collector.heap_profile()
     }
 
+    /// This mutator's thread record (local stacks belong to it).
+    pub(crate) fn record(&self) -> &Arc<ThreadRecord> {
+        &self.rec
+    }
+
     /// The heap this mutator belongs to.
     ///
     /// ```
@@ -185,6 +232,19 @@ impl Mutator {
     /// ```
     pub fn heap(&self) -> crate::Heap {
         crate::Heap { inner: self.shared.clone() }
+    }
+}
+
+/// Leaves a scope when dropped (see [`Mutator::enter_scope`]).
+struct Exit<'a>(&'a Collector, &'a ThreadRecord, Option<ScopeGuard>);
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        // The thread is outside this scope from here (it may run drop glue below).
+        self.2.take();
+        // SAFETY: constructed right after `enter` on this thread's own record, and dropped
+        // exactly once at the end of the scope.
+        unsafe { self.0.exit(self.1) };
     }
 }
 

@@ -87,6 +87,10 @@ pub(crate) struct CycleState {
     /// The driver's own marker (synchronous mode).
     marker: Option<Marker>,
     bufs: SweepBuffers,
+    /// When the current request was posted, and the last thread found inside a scope while it
+    /// was outstanding (the one the cycle is waiting on).
+    posted: Instant,
+    held_by: Option<String>,
 }
 
 /// Buffers a sweeper reuses: spans popped, swept and still in use, and emptied.
@@ -118,6 +122,8 @@ impl CycleState {
             profiling: false,
             marker: None,
             bufs: SweepBuffers::default(),
+            posted: now,
+            held_by: None,
         }
     }
 }
@@ -234,12 +240,12 @@ impl Collector {
         // Weak reads grey their targets from the moment the barrier is on.
         self.weak.gate.store(GATE_OPEN, Ordering::SeqCst);
         self.barrier_on.store(true, Ordering::SeqCst);
-        self.registry.post(token(st.cycle, LEVEL_BARRIER), 0);
+        self.post(st, LEVEL_BARRIER, 0);
         self.enter_phase(st, Phase::BarrierWait)
     }
 
     fn finish_barrier_handshake(&self, st: &mut CycleState) -> bool {
-        if !self.answer_for_outside(token(st.cycle, LEVEL_BARRIER), st.sg_target) {
+        if !self.answer_for_outside(st, token(st.cycle, LEVEL_BARRIER)) {
             return false;
         }
         st.trace.handshake = st.phase_start.elapsed();
@@ -249,7 +255,7 @@ impl Collector {
             self.grey_to_injector(p);
         });
         self.finalizer_roots();
-        self.registry.post(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target);
+        self.post(st, LEVEL_SNAPSHOT, st.sg_target);
         st.mark_start = std::time::Instant::now();
         st.cpu_at_mark = self.telemetry.cpu_ns();
         self.mark_began_ns.store(st.mark_start.duration_since(self.created).as_nanos() as u64, Ordering::Relaxed);
@@ -276,7 +282,7 @@ impl Collector {
 
     fn mark_step(&self, st: &mut CycleState, drive: Drive) -> bool {
         self.mark_with_driver(st, drive);
-        if !self.answer_for_outside(token(st.cycle, LEVEL_SNAPSHOT), st.sg_target) {
+        if !self.answer_for_outside(st, token(st.cycle, LEVEL_SNAPSHOT)) {
             return false;
         }
         Telemetry::record_max(&self.telemetry.max_handshake_ns, st.phase_start.elapsed());
@@ -385,7 +391,7 @@ impl Collector {
         st.trace.live = self.mark.marked_bytes.load(Ordering::Relaxed);
         st.trace.goal = goal;
         self.memory.begin_sweep(failure.is_some());
-        self.registry.post(token(st.cycle, LEVEL_RELEASE), 0);
+        self.post(st, LEVEL_RELEASE, 0);
         self.enter_phase(st, Phase::Sweep);
         if let (Some(msg), false) = (broken, drive == Drive::Background) {
             panic!("{msg}");
@@ -397,6 +403,11 @@ impl Collector {
     fn verify(&self) -> Result<usize, VerifyError> {
         let mut roots = Vec::new();
         self.roots.for_each(|p| roots.push(p));
+        // Every thread answered its snapshot, so its local stacks hold only marked objects and
+        // black allocations (locals.rs): a word read now, however stale, must verify.
+        for rec in self.registry.records() {
+            rec.locals.scan_locked(|p| roots.push(p));
+        }
         let (scan_only, ready) = self.finalizer_verify_roots();
         roots.extend(ready);
         let ephemerons = |reached: &dyn Fn(usize) -> bool| self.ephemeron_values(reached);
@@ -497,7 +508,7 @@ impl Collector {
         }
         // Every thread must have released its cached spans before "nothing left to sweep" means
         // the sweep is done: only then can no stale span appear any more.
-        if !self.answer_for_outside(token(st.cycle, LEVEL_RELEASE), st.sg_target) || !self.memory.sweep_done() {
+        if !self.answer_for_outside(st, token(st.cycle, LEVEL_RELEASE)) || !self.memory.sweep_done() {
             return swept;
         }
         // The cycle is complete. What the spans hold beyond live objects is overhead the memory
@@ -540,12 +551,18 @@ impl Collector {
 
     /// Answers request `token` for every thread outside a scope; true if every thread has now
     /// answered it.
-    fn answer_for_outside(&self, token: u64, sg_target: u32) -> bool {
+    fn answer_for_outside(&self, st: &mut CycleState, token: u64) -> bool {
+        let sg_target = st.sg_target;
         let mut all = true;
         for rec in self.registry.records() {
             match rec.state.claim(token) {
                 Claim::Answered => {}
-                Claim::Inside => all = false,
+                Claim::Inside => {
+                    all = false;
+                    if st.held_by.as_deref() != Some(rec.name.as_str()) {
+                        st.held_by = Some(rec.name.clone());
+                    }
+                }
                 Claim::Claimed => {
                     // SAFETY: the claim makes us the owner of the record's cache.
                     unsafe { self.act_for(&rec, level(token), sg_target) };
@@ -553,7 +570,25 @@ impl Collector {
                 }
             }
         }
+        if all {
+            // A request some thread held up by staying in its scope: the wait is the cycle's
+            // (it could not advance), charged to the last thread found inside.
+            if let Some(name) = st.held_by.take() {
+                let wait = st.posted.elapsed();
+                self.telemetry.record_scope_wait(&name, wait);
+                if st.trace.scope_wait.as_ref().is_none_or(|(_, w)| *w < wait) {
+                    st.trace.scope_wait = Some((name, wait));
+                }
+            }
+        }
         all
+    }
+
+    /// Posts request `level` of the current cycle (and the colour a snapshot adopts).
+    fn post(&self, st: &mut CycleState, level: u64, black_below: u32) {
+        st.posted = Instant::now();
+        st.held_by = None;
+        self.registry.post(token(st.cycle, level), black_below);
     }
 
     /// Does to a thread's cache what answering a request of `level` asks.
@@ -564,7 +599,13 @@ impl Collector {
         // SAFETY: forwarded from the caller.
         let cache = unsafe { rec.cache() };
         match level {
-            LEVEL_SNAPSHOT => cache.set_colour(sg_target),
+            LEVEL_SNAPSHOT => {
+                // The thread's local stacks are grey until now: shade what they hold, before the
+                // answer is published (locals.rs). From here the thread allocates black.
+                // SAFETY: the caller owns the record.
+                unsafe { rec.locals.scan(|p| _ = self.grey_to_injector(p)) };
+                cache.set_colour(sg_target);
+            }
             LEVEL_RELEASE => {
                 cache.release_all(&self.memory);
                 cache.set_colour(0);

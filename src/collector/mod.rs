@@ -28,6 +28,7 @@ pub(crate) mod context;
 pub(crate) mod cycle;
 pub(crate) mod finalize;
 pub(crate) mod handshake;
+pub(crate) mod locals;
 #[cfg(all(test, loom))]
 mod loom_models;
 pub(crate) mod mark;
@@ -623,6 +624,33 @@ impl Collector {
         }
     }
 
+    /// Whether a request is posted that `rec`'s thread has not answered: the poll of a safepoint
+    /// inside a scope (two loads and a compare).
+    #[inline(always)]
+    pub(crate) fn request_pending(&self, rec: &ThreadRecord) -> bool {
+        self.registry.token.load(Ordering::Relaxed) > rec.state.acked()
+    }
+
+    /// A safepoint inside a scope, with a request pending: answers it as at a scope boundary
+    /// (the thread holds no GC pointer), hands its grey objects to the markers, and in
+    /// synchronous mode advances the cycle by a bounded step.
+    ///
+    /// # Safety
+    /// `rec` is the calling thread's record, the thread is inside a scope and holds no GC
+    /// pointer of this heap outside its local stacks.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn safepoint(&self, rec: &ThreadRecord) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.answer(rec, true) };
+        self.flush_barrier(rec);
+        if self.drives_itself() {
+            self.advance(Drive::SlowPath);
+            // SAFETY: as above; the step may have posted a new request.
+            unsafe { self.answer(rec, true) };
+        }
+    }
+
     /// Synchronous mode, with a cycle running or requested: mutators drive it at safepoints.
     #[inline]
     fn drives_itself(&self) -> bool {
@@ -783,6 +811,7 @@ impl Collector {
             assist,
             allocation_wait,
             longest_stall,
+            scope_wait: t.scope_wait.lock().clone(),
             mmu_1ms: mmu(&log, end, 1_000_000),
             mmu_10ms: mmu(&log, end, 10_000_000),
             mmu_100ms: mmu(&log, end, 100_000_000),

@@ -12,6 +12,7 @@
 
 use super::barrier::BarrierBuffer;
 use super::handshake::{level, StateWord, LEVEL_SNAPSHOT};
+use super::locals::LocalRoots;
 use super::mark::Marker;
 use crate::memory::cache::Cache;
 use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering};
@@ -31,6 +32,8 @@ pub(crate) struct ThreadRecord {
     cache: UnsafeCell<Cache>,
     assist: UnsafeCell<AssistState>,
     pub(crate) barrier: BarrierBuffer,
+    /// The thread's local stacks (locals.rs): part of its root set.
+    pub(crate) locals: LocalRoots,
     /// The thread's name, for messages.
     pub(crate) name: String,
 }
@@ -98,6 +101,7 @@ impl Registry {
             cache: UnsafeCell::new(cache),
             assist: UnsafeCell::new(AssistState::default()),
             barrier: BarrierBuffer::default(),
+            locals: LocalRoots::default(),
             name: t.name().map(str::to_owned).unwrap_or_else(|| format!("{:?}", t.id())),
         });
         records.push(rec.clone());

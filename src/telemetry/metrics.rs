@@ -87,6 +87,11 @@ pub struct Metrics {
     pub allocation_wait: StallSummary,
     /// The longest single stall and its cause.
     pub longest_stall: Option<(StallCause, Duration)>,
+    /// The longest a cycle waited on one thread that stayed inside a scope (a request the
+    /// collector could not answer for it), and that thread's name: time in which no cycle could
+    /// advance for anyone. Keep it short with [`Session::safepoint`](crate::Session::safepoint)
+    /// or shorter scopes.
+    pub scope_wait: Option<(String, Duration)>,
     /// Minimum mutator utilisation over 1 ms windows (1.0: no stall ever).
     pub mmu_1ms: f64,
     /// Minimum mutator utilisation over 10 ms windows.
@@ -152,6 +157,9 @@ impl fmt::Display for Metrics {
         match self.longest_stall {
             Some((cause, d)) => writeln!(f, "  longest stall: {} ({cause})", us(d))?,
             None => writeln!(f, "  longest stall: none")?,
+        }
+        if let Some((thread, d)) = &self.scope_wait {
+            writeln!(f, "  longest wait of a cycle on a thread's scope: {} (thread {thread})", us(*d))?;
         }
         write!(
             f,

@@ -50,6 +50,19 @@ pub(crate) struct Telemetry {
     pub(crate) scavenged_bytes: AtomicUsize,
     /// Sampled allocations by type, since the heap was created.
     pub(crate) alloc_types: profile::TypeTable,
+    /// The longest a cycle waited on one thread's scope (a request it could not answer for the
+    /// thread, because the thread was inside a scope), and that thread's name.
+    pub(crate) scope_wait: crate::sync::Mutex<Option<(String, Duration)>>,
+}
+
+impl Telemetry {
+    /// Records that a request waited `wait` for `thread` to reach a safepoint of its scope.
+    pub(crate) fn record_scope_wait(&self, thread: &str, wait: Duration) {
+        let mut w = self.scope_wait.lock();
+        if w.as_ref().is_none_or(|(_, d)| *d < wait) {
+            *w = Some((thread.to_owned(), wait));
+        }
+    }
 }
 
 /// Writes one line to the process's standard error, with `write(2)` on file descriptor 2 rather

@@ -14,6 +14,7 @@
 //! | `41->44->20 MiB` | bytes in spans in use at the start of the cycle (read when the snapshot is complete, so it holds every object marking can reach), at the end of marking, and marked live |
 //! | `40 MiB goal` | the heap goal the cycle set for the next one |
 //! | `roots`, `threads`, `workers` | live `Root`s, attached threads, background mark workers |
+//! | `waited x ms on thread T's scope` | (shown from 0.1 ms) the longest one of the cycle's requests waited for thread `T`, inside a scope, to reach a safepoint: time in which the cycle could not advance |
 
 use crate::memory::size_class::PAGE_SIZE;
 use std::time::Duration;
@@ -44,7 +45,12 @@ pub(crate) struct CycleTrace {
     pub(crate) weak: (usize, usize),
     /// The mark failed (a `Trace` impl panicked): the cycle freed nothing.
     pub(crate) failed: bool,
+    /// The longest a request of this cycle waited on a thread inside a scope, and its name.
+    pub(crate) scope_wait: Option<(String, Duration)>,
 }
+
+/// Scope waits shorter than this are left out of the line.
+const SCOPE_WAIT_SHOWN: Duration = Duration::from_micros(100);
 
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
@@ -64,8 +70,12 @@ impl CycleTrace {
             (0, 0) => String::new(),
             (w, f) => format!(", {w} weak cleared, {f} finalizers queued"),
         };
+        let held = match &self.scope_wait {
+            Some((name, d)) if *d >= SCOPE_WAIT_SHOWN => format!(", waited {} ms on thread {name}'s scope", ms(*d)),
+            _ => String::new(),
+        };
         format!(
-            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}/{}/{}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers{}",
+            "gc {} @{:.3}s {:.0}%: {}+{}+{}+{} ms clock, {}/{}/{}+{}+{}={} ms cpu, {}->{}->{} MiB, {} MiB goal, {} roots, {} threads, {} workers{}{}",
             self.cycle,
             self.since_start.as_secs_f64(),
             self.gc_cpu_share * 100.0,
@@ -87,6 +97,7 @@ impl CycleTrace {
             self.threads,
             self.workers,
             weak,
+            held,
         ) + if self.failed { ", FAILED: a Trace impl panicked, nothing freed" } else { "" }
     }
 }

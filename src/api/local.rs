@@ -1,0 +1,339 @@
+//! `LocalStack<T>`: local roots, a growable stack of value slots owned by one mutator.
+//!
+//! Its slots live outside the heap, in a buffer listed in the thread's record
+//! (collector/locals.rs): reads and writes are plain loads and stores, with no barrier and no
+//! heap-range check, and the collector scans the buffer once per cycle, when the thread's
+//! snapshot request is answered (by the thread at a scope boundary or safepoint, or by the
+//! collector for a thread outside its scope). Every access takes a [`Scope`] of the mutator
+//! that made the stack, checked by one pointer compare, so the slots are only touched by their
+//! owner while it is inside a scope: the condition under which skipping the barrier is sound
+//! (docs/design.md, "Local roots").
+
+use super::gc::GcObject;
+use super::mutator::Mutator;
+use super::scope::Scope;
+use super::value::{read_word, write_word, ValueRef};
+use crate::collector::locals::LocalBuf;
+use crate::collector::mutator::ThreadRecord;
+use crate::sync::{Arc, Ordering};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A stack of value slots that belongs to one [`Mutator`]: the thread's local roots. Everything
+/// it holds stays alive, across scopes, until it is popped, overwritten or truncated away.
+///
+/// Made for an interpreter's value stack: [`push`](LocalStack::push),
+/// [`pop`](LocalStack::pop), [`peek`](LocalStack::peek) and [`poke`](LocalStack::poke) by depth
+/// from the top, [`get`](LocalStack::get) and [`set`](LocalStack::set) by index from the
+/// bottom (a call frame's base plus a slot), and [`truncate`](LocalStack::truncate). Each costs
+/// what the same operation costs on a `Vec`, plus one compare that the scope is the owner's.
+///
+/// A `LocalStack` is neither `Send` nor `Sync`: it stays with its mutator's thread.
+///
+/// # Panics
+/// Every method that takes a scope panics if the scope is not one of the mutator that made the
+/// stack (another thread's, or another heap's), and every indexed access panics if the slot is
+/// not below [`len`](LocalStack::len). The stack is unchanged after such a panic.
+///
+/// ```
+/// use lowpause::{Heap, LocalStack, ValueRef};
+/// let heap = Heap::new();
+/// let mut m = heap.attach();
+/// let mut stack = LocalStack::<String>::new(&m);
+/// m.scope(|s| {
+///     stack.push(s, ValueRef::Object(s.alloc("kept".to_string())));
+///     stack.push(s, ValueRef::Number(2.0));
+/// });
+/// m.collect(); // the string survives: the stack is a root
+/// m.scope(|s| {
+///     assert_eq!(stack.pop(s), ValueRef::Number(2.0));
+///     assert!(matches!(stack.peek(s, 0), ValueRef::Object(t) if *t == "kept"));
+/// });
+/// ```
+pub struct LocalStack<T: ?Sized> {
+    buf: Arc<LocalBuf>,
+    rec: Arc<ThreadRecord>,
+    /// Neither `Send` nor `Sync`.
+    _owner: PhantomData<*mut T>,
+}
+
+/// The panic for a stack used through another mutator's scope.
+#[cold]
+#[inline(never)]
+fn not_owner(op: &str) -> ! {
+    panic!(
+        "lowpause: LocalStack::{op} through a scope that is not of the Mutator that made the stack \
+         (another heap's, or a Mutator attached again); a LocalStack is one thread's roots on one \
+         heap: use it only inside that Mutator's scopes"
+    )
+}
+
+/// The panic for a slot index out of range.
+#[cold]
+#[inline(never)]
+fn out_of_range(op: &str, what: &str, at: usize, len: usize) -> ! {
+    panic!(
+        "lowpause: LocalStack::{op} at {what} {at}, but the stack holds {len} slots; push the slot \
+         first, or index below `len()`"
+    )
+}
+
+impl<T: ?Sized + GcObject> LocalStack<T> {
+    /// An empty stack of `m`'s thread.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let m = heap.attach();
+    /// let stack = lowpause::LocalStack::<u64>::new(&m);
+    /// assert!(stack.is_empty());
+    /// ```
+    pub fn new(m: &Mutator) -> LocalStack<T> {
+        LocalStack::with_capacity(m, 0)
+    }
+
+    /// An empty stack of `m`'s thread with room for `capacity` slots before it grows.
+    ///
+    /// ```
+    /// let heap = lowpause::Heap::new();
+    /// let m = heap.attach();
+    /// let stack = lowpause::LocalStack::<u64>::with_capacity(&m, 256);
+    /// assert_eq!(stack.len(), 0);
+    /// ```
+    pub fn with_capacity(m: &Mutator, capacity: usize) -> LocalStack<T> {
+        let buf = Arc::new(LocalBuf::new(capacity, super::value::decode));
+        let rec = m.record().clone();
+        rec.locals.add(buf.clone());
+        LocalStack { buf, rec, _owner: PhantomData }
+    }
+
+    /// Panics unless `s` is a scope of the stack's own mutator.
+    #[inline(always)]
+    fn check(&self, s: &Scope<'_>, op: &'static str) {
+        if !std::ptr::eq(s.record(), Arc::as_ptr(&self.rec)) {
+            not_owner(op);
+        }
+    }
+
+    /// The slots, while the owner is inside a scope (`check` passed).
+    #[inline(always)]
+    fn words(&self) -> &[crate::sync::AtomicPtr<u8>] {
+        // SAFETY: only called after `check`: the thread is inside a scope of the record the
+        // buffer is listed in, so it owns the record, and only `&mut self` methods replace
+        // the array (not while this borrow of `self` lives).
+        unsafe { self.buf.words() }
+    }
+
+    /// Slots in use.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.buf.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether no slot is in use.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the word of slot `i` (below `len`, checked by the caller).
+    #[inline(always)]
+    fn read<'s>(&self, i: usize) -> ValueRef<'s, T> {
+        let w = self.words()[i].load(Ordering::Relaxed);
+        // SAFETY: slots below `len` were written by `write_word` from values of scopes of this
+        // stack's heap (every write checks the scope), and the stack is a root: the object is
+        // allocated until the scope `'s` ends at least (docs/design.md, "Local roots").
+        unsafe { read_word(w) }
+    }
+
+    /// Pushes `v` on top.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| st.push(s, ValueRef::Bool(true)));
+    /// assert_eq!(st.len(), 1);
+    /// ```
+    #[inline]
+    pub fn push<'s>(&mut self, s: &Scope<'s>, v: ValueRef<'s, T>) {
+        self.check(s, "push");
+        let len = self.len();
+        if len == self.words().len() {
+            // SAFETY: the owner, inside a scope (checked), holding no slice of the array.
+            unsafe { self.buf.grow(len + 1) };
+        }
+        self.words()[len].store(write_word(v), Ordering::Relaxed);
+        self.buf.len.store(len + 1, Ordering::Relaxed);
+    }
+
+    /// Removes the top slot and returns what it held.
+    ///
+    /// # Panics
+    /// If the stack is empty.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     st.push(s, ValueRef::Number(1.0));
+    ///     assert_eq!(st.pop(s), ValueRef::Number(1.0));
+    /// });
+    /// ```
+    #[inline]
+    pub fn pop<'s>(&mut self, s: &Scope<'s>) -> ValueRef<'s, T> {
+        self.check(s, "pop");
+        let len = self.len();
+        if len == 0 {
+            out_of_range("pop", "depth", 0, 0);
+        }
+        let v = self.read(len - 1);
+        self.buf.len.store(len - 1, Ordering::Relaxed);
+        v
+    }
+
+    /// The slot `depth` below the top (0: the top).
+    ///
+    /// # Panics
+    /// If `depth >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     st.push(s, ValueRef::Number(1.0));
+    ///     st.push(s, ValueRef::Number(2.0));
+    ///     assert_eq!(st.peek(s, 1), ValueRef::Number(1.0));
+    /// });
+    /// ```
+    #[inline]
+    pub fn peek<'s>(&self, s: &Scope<'s>, depth: usize) -> ValueRef<'s, T> {
+        self.check(s, "peek");
+        let len = self.len();
+        if depth >= len {
+            out_of_range("peek", "depth", depth, len);
+        }
+        self.read(len - 1 - depth)
+    }
+
+    /// Overwrites the slot `depth` below the top (0: the top).
+    ///
+    /// # Panics
+    /// If `depth >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     st.push(s, ValueRef::Nil);
+    ///     st.poke(s, 0, ValueRef::Bool(false));
+    ///     assert_eq!(st.peek(s, 0), ValueRef::Bool(false));
+    /// });
+    /// ```
+    #[inline]
+    pub fn poke<'s>(&mut self, s: &Scope<'s>, depth: usize, v: ValueRef<'s, T>) {
+        self.check(s, "poke");
+        let len = self.len();
+        if depth >= len {
+            out_of_range("poke", "depth", depth, len);
+        }
+        self.words()[len - 1 - depth].store(write_word(v), Ordering::Relaxed);
+    }
+
+    /// The slot at index `i` from the bottom (0: the first pushed).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     st.push(s, ValueRef::Number(7.0));
+    ///     st.push(s, ValueRef::Nil);
+    ///     assert_eq!(st.get(s, 0), ValueRef::Number(7.0));
+    /// });
+    /// ```
+    #[inline]
+    pub fn get<'s>(&self, s: &Scope<'s>, i: usize) -> ValueRef<'s, T> {
+        self.check(s, "get");
+        let len = self.len();
+        if i >= len {
+            out_of_range("get", "index", i, len);
+        }
+        self.read(i)
+    }
+
+    /// Overwrites the slot at index `i` from the bottom.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     st.push(s, ValueRef::Nil);
+    ///     st.set(s, 0, ValueRef::Number(3.0));
+    ///     assert_eq!(st.get(s, 0), ValueRef::Number(3.0));
+    /// });
+    /// ```
+    #[inline]
+    pub fn set<'s>(&mut self, s: &Scope<'s>, i: usize, v: ValueRef<'s, T>) {
+        self.check(s, "set");
+        let len = self.len();
+        if i >= len {
+            out_of_range("set", "index", i, len);
+        }
+        self.words()[i].store(write_word(v), Ordering::Relaxed);
+    }
+
+    /// Shortens the stack to `len` slots (no effect if it holds fewer); what the removed slots
+    /// held is no longer kept alive by it.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     for i in 0..5 {
+    ///         st.push(s, ValueRef::Number(i as f64));
+    ///     }
+    ///     st.truncate(s, 2);
+    /// });
+    /// assert_eq!(st.len(), 2);
+    /// ```
+    #[inline]
+    pub fn truncate(&mut self, s: &Scope<'_>, len: usize) {
+        self.check(s, "truncate");
+        if len < self.len() {
+            self.buf.len.store(len, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: ?Sized> Drop for LocalStack<T> {
+    fn drop(&mut self) {
+        self.rec.locals.remove(&self.buf);
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for LocalStack<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStack")
+            .field("len", &self.buf.len.load(Ordering::Relaxed))
+            .field("thread", &self.rec.name)
+            .finish()
+    }
+}
