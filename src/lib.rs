@@ -48,6 +48,7 @@ pub use api::mutator::Mutator;
 pub use api::root::Root;
 pub use api::scope::Scope;
 pub use api::session::Session;
+pub use api::table::GcTable;
 pub use api::value::{Value, ValueRef};
 pub use api::vec::{GcVec, Slot};
 pub use api::weak::{Weak, WeakMember, WeakTable};

@@ -106,6 +106,16 @@ impl<T: ?Sized + GcObject> Member<T> {
         NonNull::new(p).map(|p| unsafe { Gc::from_payload(p) })
     }
 
+    /// [`Member::get`] without the heap-range check.
+    ///
+    /// # Safety
+    /// The member lies inside an object of the heap whose scope `'s` is.
+    #[inline(always)]
+    pub(crate) unsafe fn get_unchecked<'s>(&self) -> Option<Gc<'s, T>> {
+        // SAFETY: as in `get`, with the check the caller's guarantee.
+        NonNull::new(self.ptr.load(Ordering::Acquire)).map(|p| unsafe { Gc::from_payload(p) })
+    }
+
     /// Points the member at `target` (or nulls it), through the write barrier.
     ///
     /// # Panics

@@ -21,6 +21,7 @@ pub(crate) mod mutator;
 pub(crate) mod root;
 pub(crate) mod scope;
 pub(crate) mod session;
+pub(crate) mod table;
 pub(crate) mod value;
 pub(crate) mod vec;
 pub(crate) mod weak;

@@ -191,6 +191,12 @@ impl<T: ?Sized> Value<T> {
         Value { word: AtomicPtr::new(std::ptr::without_provenance_mut(NIL)), _target: PhantomData }
     }
 
+    /// The slot's word.
+    #[inline(always)]
+    pub(crate) fn word(&self) -> &AtomicPtr<u8> {
+        &self.word
+    }
+
     /// Whether the slot holds nil (no scope needed: the answer may change at once if another
     /// thread sets it).
     #[inline]
@@ -227,6 +233,16 @@ impl<T: ?Sized + GcObject> Value<T> {
         // `set` from a `ValueRef<'s, T>` of this scope's heap (or is nil); an object reachable in
         // a scope stays allocated until the scope ends.
         unsafe { read_word(w) }
+    }
+
+    /// [`Value::get`] without the heap-range check.
+    ///
+    /// # Safety
+    /// The slot lies inside an object of the heap whose scope `'s` is.
+    #[inline(always)]
+    pub(crate) unsafe fn get_unchecked<'s>(&self) -> ValueRef<'s, T> {
+        // SAFETY: as in `get`, with the check the caller's guarantee.
+        unsafe { read_word(self.word.load(Ordering::Acquire)) }
     }
 
     /// Stores `value` in the slot, through the write barrier.

@@ -34,6 +34,12 @@ pub trait Slot: sealed::Sealed + Trace + Send + Sync + 'static {
     fn store<'s>(&self, s: &Scope<'s>, v: Self::Ref<'s>);
     /// The empty slot's value.
     fn empty_ref<'s>() -> Self::Ref<'s>;
+    /// Reads the slot without checking that it lies in the scope's heap.
+    ///
+    /// # Safety
+    /// The slot lies inside an object of the heap whose scope `'s` is.
+    #[doc(hidden)]
+    unsafe fn load_unchecked<'s>(&self) -> Self::Ref<'s>;
 }
 
 impl<T: ?Sized + GcObject> sealed::Sealed for Member<T> {}
@@ -53,6 +59,11 @@ impl<T: ?Sized + GcObject> Slot for Member<T> {
     fn empty_ref<'s>() -> Self::Ref<'s> {
         None
     }
+    #[inline(always)]
+    unsafe fn load_unchecked<'s>(&self) -> Self::Ref<'s> {
+        // SAFETY: forwarded.
+        unsafe { self.get_unchecked() }
+    }
 }
 
 impl<T: ?Sized + GcObject> sealed::Sealed for Value<T> {}
@@ -71,6 +82,11 @@ impl<T: ?Sized + GcObject> Slot for Value<T> {
     }
     fn empty_ref<'s>() -> Self::Ref<'s> {
         ValueRef::Nil
+    }
+    #[inline(always)]
+    unsafe fn load_unchecked<'s>(&self) -> Self::Ref<'s> {
+        // SAFETY: forwarded.
+        unsafe { self.get_unchecked() }
     }
 }
 

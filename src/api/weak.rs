@@ -206,7 +206,7 @@ unsafe impl<K: ?Sized, V: ?Sized> Trace for WeakTable<K, V> {
 }
 
 /// The hash identity lookups use: the key's address, mixed.
-fn identity_hash(addr: usize) -> u64 {
+pub(crate) fn identity_hash(addr: usize) -> u64 {
     (addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
 }
 

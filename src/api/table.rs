@@ -1,0 +1,460 @@
+//! `GcTable<K, E>`: a hash table of strong references, stored in a GC array.
+//!
+//! Open addressing with linear probing over one GC array of entries, each a hash, a key slot and
+//! a value slot. The key slot is a `Value<K>`: nil marks a free entry, `true` a removed one (a
+//! tombstone, so probe chains stay intact), an object the key. Marking traces the array like any
+//! other object (the key and the value are ordinary strong slots), so the table needs nothing
+//! from the collector beyond what a `GcVec` needs.
+//!
+//! **Reads take no lock.** A reader loads the array (the table's member), probes it and reads
+//! the value slot. A writer fills a new entry's hash and value before its key (a release store),
+//! so a reader that sees the key sees the rest. Growing builds a complete new array and then
+//! points the member at it; the old one stays intact, so a reader that loaded it finds what it
+//! held (a moment stale) and the array stays allocated while its scope can reach it.
+//! **Writes take the table's small lock**, so concurrent writers never lose an entry or leave a
+//! key twice; every store into the array goes through the write barrier.
+//!
+//! Keys are compared by identity ([`get`](GcTable::get), [`insert`](GcTable::insert)) with a
+//! hash of the key's address (objects never move), or by a hash the caller supplies and an
+//! equality it supplies ([`find`](GcTable::find), [`insert_hashed`](GcTable::insert_hashed)), for
+//! keys such as strings whose hash the object stores. A table is used in one of the two ways: an
+//! identity lookup does not find an entry added under a caller's hash.
+
+use super::gc::{Gc, GcObject};
+use super::member::{check_in_heap, Member};
+use super::scope::Scope;
+use super::value::{Value, ValueRef};
+use super::vec::Slot;
+use super::weak::identity_hash;
+use crate::collector::Tracer;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::Trace;
+use std::fmt;
+
+/// One entry of a table's array.
+pub(crate) struct TableEntry<K: ?Sized, E> {
+    hash: AtomicU64,
+    key: Value<K>,
+    value: E,
+}
+
+// SAFETY: an entry's references are its key slot and its value slot, both handed to the tracer
+// through their own `Trace` impls.
+unsafe impl<K: ?Sized + GcObject, E: Slot> Trace for TableEntry<K, E> {
+    const NEEDS_TRACE: bool = true;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.key.trace(tracer);
+        self.value.trace(tracer);
+    }
+}
+
+/// A hash table from objects to [`Member`]s or [`Value`]s, as a field of a heap object (or an
+/// object of its own); its entries live in a GC array.
+///
+/// It is what an interpreter builds globals, fields, methods and interned strings on. Lookups
+/// take no lock and cost a hash, a few loads and a compare; inserts and removals take the
+/// table's own small lock, so several threads may write at once (what one thread reads while
+/// another writes may be a moment stale, never torn). Every method checks that the table lies in
+/// the scope's heap.
+///
+/// ```
+/// use lowpause::{GcTable, Heap, Trace, Value, ValueRef};
+/// #[derive(Trace)]
+/// struct Instance { fields: GcTable<String, Value<String>> }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.attach();
+/// m.scope(|s| {
+///     let obj = s.alloc(Instance { fields: GcTable::new() });
+///     let (x, y) = (s.alloc("x".to_string()), s.alloc("y".to_string()));
+///     obj.fields.insert(s, x, ValueRef::Number(1.0));
+///     obj.fields.insert(s, y, ValueRef::Object(s.alloc("two".to_string())));
+///     assert_eq!(obj.fields.get(s, x), Some(ValueRef::Number(1.0)));
+///     assert_eq!(obj.fields.len(), 2);
+///     assert!(obj.fields.remove(s, x));
+///     assert_eq!(obj.fields.get(s, x), None);
+/// });
+/// ```
+pub struct GcTable<K: ?Sized, E> {
+    entries: Member<[TableEntry<K, E>]>,
+    /// Live entries.
+    len: AtomicUsize,
+    /// Entries that are live or removed (not free): what the load factor counts.
+    used: AtomicUsize,
+    lock: parking_lot::Mutex<()>,
+}
+
+impl<K: ?Sized, E> GcTable<K, E> {
+    /// An empty table (no array until the first insert).
+    ///
+    /// ```
+    /// let t = lowpause::GcTable::<u64, lowpause::Member<u64>>::new();
+    /// assert!(t.is_empty());
+    /// ```
+    pub fn new() -> GcTable<K, E> {
+        GcTable {
+            entries: Member::null(),
+            len: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+            lock: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// Entries in the table.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the table has no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: ?Sized, E> Default for GcTable<K, E> {
+    fn default() -> Self {
+        GcTable::new()
+    }
+}
+
+/// What a probe found.
+enum Probe<'s, K: ?Sized, E> {
+    /// The entry holding the key.
+    Found(&'s TableEntry<K, E>),
+    /// The key is absent; the first free or removed entry of its chain, if the array has one.
+    Absent(Option<&'s TableEntry<K, E>>),
+}
+
+impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
+    /// Panics unless the table lies in the scope's heap: its array and everything the array
+    /// holds are then objects of that heap.
+    #[inline(always)]
+    fn check(&self, s: &Scope<'_>, op: &'static str) {
+        check_in_heap(s, self as *const Self as usize, "GcTable", op);
+    }
+
+    /// The entry array, if any (called after `check`).
+    #[inline(always)]
+    fn array<'s>(&self, _: &Scope<'s>) -> Option<&'s [TableEntry<K, E>]> {
+        // SAFETY: called after `check`: the member lies in the scope's heap.
+        unsafe { self.entries.get_unchecked() }.map(Gc::as_scoped)
+    }
+
+    /// Probes `arr` for the entry whose key word is `key` (identity), or for which `eq` holds.
+    #[inline(always)]
+    fn probe<'s>(
+        arr: &'s [TableEntry<K, E>],
+        hash: u64,
+        mut eq: impl FnMut(&'s TableEntry<K, E>, *mut u8) -> bool,
+    ) -> Probe<'s, K, E> {
+        let mask = arr.len() - 1;
+        let mut i = hash as usize & mask;
+        let mut reuse = None;
+        // Never full (the load factor is at most 3/4), so a free entry ends every chain; the
+        // bound only guards against a table a racing writer left momentarily odd.
+        for _ in 0..arr.len() {
+            let e = &arr[i];
+            let w = e.key.word().load(Ordering::Acquire);
+            if w == super::value::NIL_WORD {
+                return Probe::Absent(Some(reuse.unwrap_or(e)));
+            }
+            if super::value::decode(w) != 0 {
+                if eq(e, w) {
+                    return Probe::Found(e);
+                }
+            } else if reuse.is_none() {
+                reuse = Some(e);
+            }
+            i = (i + 1) & mask;
+        }
+        Probe::Absent(reuse)
+    }
+
+    /// The value stored for `key` (by identity).
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Member};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<u64, Member<u64>>::new());
+    ///     let k = s.alloc(1u64);
+    ///     assert!(t.get(s, k).is_none());
+    ///     t.insert(s, k, Some(s.alloc(10)));
+    ///     assert_eq!(*t.get(s, k).flatten().unwrap(), 10);
+    /// });
+    /// ```
+    #[inline]
+    pub fn get<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>) -> Option<E::Ref<'s>> {
+        self.check(s, "get");
+        let arr = self.array(s)?;
+        let want = super::value::write_word(ValueRef::Object(key));
+        match Self::probe(arr, identity_hash(key.payload().as_ptr() as usize), |_, w| w == want) {
+            // SAFETY: the entry lies in the table's array, in the scope's heap (checked).
+            Probe::Found(e) => Some(unsafe { e.value.load_unchecked() }),
+            Probe::Absent(_) => None,
+        }
+    }
+
+    /// The entry whose hash is `hash` and whose key `eq` accepts: its key and value.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Value, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let strings = s.alloc(GcTable::<String, Value<String>>::new());
+    ///     let hash = |t: &str| t.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    ///     let hello = s.alloc("hello".to_string());
+    ///     strings.insert_hashed(s, hash("hello"), hello, ValueRef::Nil);
+    ///     let (found, _) = strings.find(s, hash("hello"), |k| *k == "hello").unwrap();
+    ///     assert!(lowpause::Gc::ptr_eq(found, hello));
+    ///     assert!(strings.find(s, hash("bye"), |k| *k == "bye").is_none());
+    /// });
+    /// ```
+    #[inline]
+    pub fn find<'s>(
+        &self,
+        s: &Scope<'s>,
+        hash: u64,
+        mut eq: impl FnMut(Gc<'s, K>) -> bool,
+    ) -> Option<(Gc<'s, K>, E::Ref<'s>)> {
+        self.check(s, "find");
+        let arr = self.array(s)?;
+        let mut key = None;
+        let probe = Self::probe(arr, hash, |e, w| {
+            if e.hash.load(Ordering::Relaxed) != hash {
+                return false;
+            }
+            // SAFETY: a key word of an array of this heap, written from a `Gc<K>` of a scope of
+            // it; the array (which holds it) is reachable from this scope.
+            match unsafe { super::value::read_word::<K>(w) } {
+                ValueRef::Object(k) if eq(k) => {
+                    key = Some(k);
+                    true
+                }
+                _ => false,
+            }
+        });
+        match (probe, key) {
+            // SAFETY: as in `get`.
+            (Probe::Found(e), Some(k)) => Some((k, unsafe { e.value.load_unchecked() })),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` for `key` (by identity); true if the key was not in the table.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Value, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<u64, Value<u64>>::new());
+    ///     let k = s.alloc(1u64);
+    ///     assert!(t.insert(s, k, ValueRef::Number(1.0)));
+    ///     assert!(!t.insert(s, k, ValueRef::Number(2.0)));
+    ///     assert_eq!(t.get(s, k), Some(ValueRef::Number(2.0)));
+    /// });
+    /// ```
+    pub fn insert<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>, value: E::Ref<'s>) -> bool {
+        self.check(s, "insert");
+        self.store(s, identity_hash(key.payload().as_ptr() as usize), key, value)
+    }
+
+    /// Stores `value` for `key` under your own `hash`, replacing the entry of this very key
+    /// object if there is one; true if there was none. (It does not look for an equal key:
+    /// [`find`](GcTable::find) first.)
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Member};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<String, Member<u64>>::new());
+    ///     let k = s.alloc("key".to_string());
+    ///     assert!(t.insert_hashed(s, 7, k, None));
+    ///     assert!(t.find(s, 7, |k| *k == "key").is_some_and(|(_, v)| v.is_none()));
+    /// });
+    /// ```
+    pub fn insert_hashed<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>, value: E::Ref<'s>) -> bool {
+        self.check(s, "insert_hashed");
+        self.store(s, hash, key, value)
+    }
+
+    fn store<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>, value: E::Ref<'s>) -> bool {
+        let _g = self.lock.lock();
+        let want = super::value::write_word(ValueRef::Object(key));
+        let arr = self.array(s);
+        let mut slot = None;
+        if let Some(a) = arr {
+            match Self::probe(a, hash, |_, w| w == want) {
+                Probe::Found(e) => {
+                    e.value.store(s, value);
+                    return false;
+                }
+                Probe::Absent(e) => slot = e,
+            }
+        }
+        let used = self.used.load(Ordering::Relaxed);
+        let reuses = slot.is_some_and(|e| e.key.word().load(Ordering::Relaxed) != super::value::NIL_WORD);
+        if arr.is_none_or(|a| !reuses && (used + 1) * 4 > a.len() * 3) {
+            let Probe::Absent(e) = Self::probe(self.grow(s), hash, |_, _| false) else { unreachable!() };
+            slot = e;
+        }
+        let e = slot.expect("a table below its load factor has a free entry");
+        let fresh = e.key.word().load(Ordering::Relaxed) == super::value::NIL_WORD;
+        // Hash and value before the key (a release store): a reader that sees the key sees them.
+        e.hash.store(hash, Ordering::Relaxed);
+        e.value.store(s, value);
+        e.key.set(s, ValueRef::Object(key));
+        if fresh {
+            self.used.store(used + 1, Ordering::Relaxed);
+        }
+        self.len.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Replaces the array by one with room to spare (twice as large when the live entries need
+    /// it), moving the live entries; returns it. Called with the lock held.
+    #[cold]
+    #[inline(never)]
+    fn grow<'s>(&self, s: &Scope<'s>) -> &'s [TableEntry<K, E>] {
+        let old = self.array(s);
+        let live = self.len.load(Ordering::Relaxed);
+        let mut cap = 8;
+        while (live + 1) * 2 > cap {
+            cap *= 2;
+        }
+        let new = s.alloc_slice(cap, |_| TableEntry { hash: AtomicU64::new(0), key: Value::nil(), value: E::empty() });
+        for e in old.into_iter().flatten() {
+            let w = e.key.word().load(Ordering::Relaxed);
+            if super::value::decode(w) == 0 {
+                continue;
+            }
+            let hash = e.hash.load(Ordering::Relaxed);
+            let Probe::Absent(Some(slot)) = Self::probe(&new, hash, |_, _| false) else { unreachable!() };
+            // SAFETY: both arrays lie in the scope's heap; the words were written from values of it.
+            let (k, v) = unsafe { (e.key.get_unchecked(), e.value.load_unchecked()) };
+            slot.hash.store(hash, Ordering::Relaxed);
+            slot.value.store(s, v);
+            slot.key.set(s, k);
+        }
+        self.entries.set(s, Some(new));
+        self.used.store(live, Ordering::Relaxed);
+        Gc::as_scoped(new)
+    }
+
+    /// Removes `key`'s entry (by identity); true if there was one.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Member};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<u64, Member<u64>>::new());
+    ///     let k = s.alloc(1u64);
+    ///     t.insert(s, k, None);
+    ///     assert!(t.remove(s, k));
+    ///     assert!(!t.remove(s, k));
+    /// });
+    /// ```
+    pub fn remove<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>) -> bool {
+        self.check(s, "remove");
+        self.remove_hashed(s, identity_hash(key.payload().as_ptr() as usize), key)
+    }
+
+    /// Removes the entry of this very `key` object, added under `hash`; true if there was one.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Member};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<u64, Member<u64>>::new());
+    ///     let k = s.alloc(1u64);
+    ///     t.insert_hashed(s, 99, k, None);
+    ///     assert!(t.remove_hashed(s, 99, k));
+    ///     assert!(t.is_empty());
+    /// });
+    /// ```
+    pub fn remove_hashed<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>) -> bool {
+        self.check(s, "remove_hashed");
+        let _g = self.lock.lock();
+        let want = super::value::write_word(ValueRef::Object(key));
+        let Some(arr) = self.array(s) else { return false };
+        let Probe::Found(e) = Self::probe(arr, hash, |_, w| w == want) else { return false };
+        // The key word of a removed entry is `true` (a free one's is nil).
+        e.key.set(s, ValueRef::Bool(true));
+        e.value.store(s, E::empty_ref());
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Calls `f` with every entry's key and value (in no particular order). Entries added or
+    /// removed meanwhile by another thread may or may not be seen.
+    ///
+    /// # Panics
+    /// If the table does not lie in the scope's heap.
+    ///
+    /// ```
+    /// use lowpause::{GcTable, Value, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// m.scope(|s| {
+    ///     let t = s.alloc(GcTable::<u64, Value<u64>>::new());
+    ///     for i in 0..10 {
+    ///         t.insert(s, s.alloc(i), ValueRef::Number(i as f64));
+    ///     }
+    ///     let mut sum = 0.0;
+    ///     t.for_each(s, |k, v| if let ValueRef::Number(n) = v { assert_eq!(*k as f64, n); sum += n });
+    ///     assert_eq!(sum, 45.0);
+    /// });
+    /// ```
+    pub fn for_each<'s>(&self, s: &Scope<'s>, mut f: impl FnMut(Gc<'s, K>, E::Ref<'s>)) {
+        self.check(s, "for_each");
+        for e in self.array(s).into_iter().flatten() {
+            // SAFETY: an entry of the table's array, in the scope's heap.
+            if let ValueRef::Object(k) = unsafe { e.key.get_unchecked() } {
+                // SAFETY: as above.
+                f(k, unsafe { e.value.load_unchecked() });
+            }
+        }
+    }
+}
+
+// SAFETY: the table's only GC reference is its array's member, handed to the tracer; the array
+// traces its entries.
+unsafe impl<K: ?Sized + GcObject, E: Slot> Trace for GcTable<K, E> {
+    const NEEDS_TRACE: bool = true;
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.entries.trace(tracer);
+    }
+}
+
+impl<K: ?Sized, E> fmt::Debug for GcTable<K, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GcTable(len {})", self.len())
+    }
+}
