@@ -80,8 +80,8 @@ proptest! {
                 let h = holder.get(s);
                 assert_eq!(h.by_id.len(), by_id.len());
                 assert_eq!(h.by_hash.len(), by_hash.len());
-                for k in 0..40 {
-                    let got = h.by_id.get(s, keys[k].get(s));
+                for (k, key) in keys.iter().enumerate() {
+                    let got = h.by_id.get(s, key.get(s));
                     match (by_id.get(&k), got) {
                         (None, None) => {}
                         (Some(None), Some(ValueRef::Number(n))) => assert_eq!(n, k as f64),
