@@ -42,7 +42,7 @@ mod trace;
 pub use api::error::ConfigError;
 pub use api::gc::{Gc, GcObject};
 pub use api::heap::{Heap, HeapBuilder};
-pub use api::local::LocalStack;
+pub use api::local::{LocalStack, StackView};
 pub use api::member::Member;
 pub use api::mutator::Mutator;
 pub use api::root::Root;

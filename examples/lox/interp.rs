@@ -1,20 +1,23 @@
 //! A Lox interpreter in the manner of the book's C VM (clox): a scanner, a single-pass Pratt
 //! compiler to bytecode, and a stack VM. Every Lox value lives in the lowpause heap:
 //! - values are `Value<Obj>` words (NaN-boxed numbers, nil, booleans, object references);
-//! - strings are interned through a `WeakTable`, so an unused string is collected and `==` on
-//!   strings is identity, as in clox;
-//! - the VM's value stack and call frames are GC arrays held by a `VmState` object that a `Root`
-//!   keeps; between batches of instructions the Rust side holds only integers (stack and frame
-//!   counts), and each batch runs in a scope of its own, so no thread holds a GC pointer between
-//!   scopes and a cycle's handshake never waits longer than one batch.
+//! - strings are interned through a `WeakTable`, with their hash stored in the string, so an
+//!   unused string is collected and `==` on strings is identity, as in clox;
+//! - the value stack is a `LocalStack` (the thread's own unbarriered roots), and the call frames
+//!   are plain Rust data (an instruction pointer and a stack base each) beside a second local
+//!   stack holding each frame's closure;
+//! - globals, fields and methods are `GcTable`s keyed by interned strings (identity);
+//! - a script runs in one `Session`: each batch of instructions is an inner scope, whose entry is
+//!   a safepoint, so a cycle never waits longer than one batch and no batch pays a scope entry.
 //!
 //! Shared by `examples/lox/main.rs` and `tests/lox_suite.rs` (which runs the book's test suite in
 //! process, in a normal and a stress mode).
 
 #![allow(dead_code)]
 
-use lowpause::{Gc, GcVec, Heap, Member, Root, Scope, Trace, Value, ValueRef, WeakTable};
-use std::collections::HashMap;
+use lowpause::{
+    Gc, GcTable, GcVec, Heap, LocalStack, Member, Root, Scope, StackView, Trace, Value, ValueRef, WeakTable,
+};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +57,9 @@ pub struct LoxStr {
 #[derive(Trace)]
 pub struct Function {
     name: Member<Obj>,
+    /// The constants while the function is compiled, and as an array once it is.
     constants: GcVec<Value<Obj>>,
+    consts: Member<[Value<Obj>]>,
     body: OnceLock<Body>,
 }
 
@@ -108,50 +113,14 @@ pub struct BoundMethod {
     method: Member<Obj>,
 }
 
-/// A table keyed by interned strings (append-only, as Lox needs): keys and values in GC vectors,
-/// an index from key address to position beside them. Keys are held strongly, so an address in
-/// the index always belongs to its key.
-#[derive(Trace)]
-pub struct Table {
-    keys: GcVec<Member<Obj>>,
-    values: GcVec<Value<Obj>>,
-    index: parking_lot::Mutex<HashMap<usize, u32>>,
-}
+/// A table keyed by interned strings (by identity: interning makes equal strings one object).
+type Table = GcTable<Obj, Value<Obj>>;
 
-impl Table {
-    fn new() -> Table {
-        Table { keys: GcVec::new(), values: GcVec::new(), index: parking_lot::Mutex::new(HashMap::new()) }
-    }
-    fn addr(k: Gc<'_, Obj>) -> usize {
-        &*k as *const Obj as usize
-    }
-    fn get<'s>(&self, s: &Scope<'s>, key: Gc<'s, Obj>) -> Option<V<'s>> {
-        let i = *self.index.lock().get(&Self::addr(key))?;
-        self.values.get(s, i as usize)
-    }
-    /// Sets `key`; true if it was new.
-    fn set<'s>(&self, s: &Scope<'s>, key: Gc<'s, Obj>, v: V<'s>) -> bool {
-        let mut index = self.index.lock();
-        match index.get(&Self::addr(key)) {
-            Some(&i) => {
-                self.values.set(s, i as usize, v);
-                false
-            }
-            None => {
-                index.insert(Self::addr(key), self.keys.len() as u32);
-                self.keys.push(s, Some(key));
-                self.values.push(s, v);
-                true
-            }
-        }
-    }
-    fn add_all<'s>(&self, s: &Scope<'s>, to: &Table) {
-        for i in 0..self.keys.len() {
-            if let (Some(Some(k)), Some(v)) = (self.keys.get(s, i), self.values.get(s, i)) {
-                to.set(s, k, v);
-            }
-        }
-    }
+/// Copies every entry of `from` into `to` (inheritance).
+fn add_all<'s>(s: &Scope<'s>, from: &Table, to: &Table) {
+    from.for_each(s, |k, v| {
+        to.insert(s, k, v);
+    });
 }
 
 /// Accessors for the variant an instruction knows an object to be.
@@ -254,16 +223,7 @@ fn fmt_obj(s: &Scope<'_>, o: Gc<'_, Obj>, out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Trace)]
-struct Frame {
-    closure: Member<Obj>,
-    ip: AtomicUsize,
-    base: AtomicUsize,
-}
-
-#[derive(Trace)]
 struct VmState {
-    stack: Member<[Value<Obj>]>,
-    frames: Member<[Frame]>,
     globals: Table,
     strings: Member<WeakTable<Obj, Obj>>,
     open_upvalues: Member<Obj>,
@@ -736,8 +696,12 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
 
     fn begin_fn(&mut self, kind: FnKind) {
         let s = self.s;
-        let function =
-            s.alloc(Obj::Function(Function { name: Member::null(), constants: GcVec::new(), body: OnceLock::new() }));
+        let function = s.alloc(Obj::Function(Function {
+            name: Member::null(),
+            constants: GcVec::new(),
+            consts: Member::null(),
+            body: OnceLock::new(),
+        }));
         if kind != FnKind::Script {
             let name = intern(s, self.st, self.previous.text);
             as_fn(&function).name.set(s, Some(name));
@@ -759,7 +723,14 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         let f = self.fns.pop().unwrap();
         let body =
             Body { code: f.code.into(), lines: f.lines.into(), arity: f.arity as u8, upvalues: f.upvalues.len() as u8 };
-        let _ = as_fn(Gc::as_scoped(f.function)).body.set(body);
+        let fun = as_fn(Gc::as_scoped(f.function));
+        let n = fun.constants.len();
+        let consts = self.s.alloc_slice(n, |_| Value::nil());
+        for (i, c) in consts.iter().enumerate() {
+            c.set(self.s, fun.constants.get(self.s, i).unwrap());
+        }
+        fun.consts.set(self.s, Some(consts));
+        let _ = fun.body.set(body);
         (f.function, f.upvalues)
     }
 
@@ -1288,11 +1259,20 @@ pub fn setup(stress: bool) -> (Heap, Options) {
     }
 }
 
-/// The VM's registers between batches: plain integers, no GC pointers.
+/// A call frame: plain Rust data (its closure is in `Vm::closures`, at the same depth).
+#[derive(Clone, Copy)]
+struct Frame {
+    ip: usize,
+    base: usize,
+}
+
+/// The VM between batches: its stacks are the thread's local roots, its frames plain integers.
 struct Vm {
     state: Root<VmState>,
-    sp: usize,
-    frames: usize,
+    stack: LocalStack<Obj>,
+    /// Each frame's closure.
+    closures: LocalStack<Obj>,
+    frames: Vec<Frame>,
 }
 
 enum Step {
@@ -1301,25 +1281,24 @@ enum Step {
     Error(String),
 }
 
-/// The frame being executed, derived from the heap at batch start and at every call and return.
+/// The frame being executed, derived at batch start and at every call and return.
 struct Cur<'s> {
     closure: Gc<'s, Obj>,
     code: &'s [u8],
-    consts: &'s GcVec<Value<Obj>>,
+    consts: &'s [Value<Obj>],
     ip: usize,
     base: usize,
 }
 
-fn load_frame<'s>(s: &Scope<'s>, frame: &Frame) -> Cur<'s> {
-    let closure = frame.closure.get(s).unwrap();
+fn load_frame<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, frame: Frame) -> Cur<'s> {
     let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
     let f = as_fn(Gc::as_scoped(function));
     Cur {
         closure,
         code: &f.body.get().unwrap().code,
-        consts: &f.constants,
-        ip: frame.ip.load(Ordering::Relaxed),
-        base: frame.base.load(Ordering::Relaxed),
+        consts: Gc::as_scoped(f.consts.get(s).unwrap()),
+        ip: frame.ip,
+        base: frame.base,
     }
 }
 
@@ -1327,33 +1306,24 @@ fn load_frame<'s>(s: &Scope<'s>, frame: &Frame) -> Cur<'s> {
 /// the exit code (0, 65 for a compile error, 70 for a runtime error).
 pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let mut m = heap.attach();
+    let mut stack = LocalStack::with_capacity(&m, STACK_MAX);
+    let mut closures = LocalStack::with_capacity(&m, FRAMES_MAX);
     let setup: Result<Root<VmState>, String> = m.scope(|s| {
         let st = s.alloc(VmState {
-            stack: Member::null(),
-            frames: Member::null(),
             globals: Table::new(),
             strings: Member::null(),
             open_upvalues: Member::null(),
             init_string: Member::null(),
         });
-        st.stack.set(s, Some(s.alloc_slice(STACK_MAX, |_| Value::nil())));
-        st.frames.set(
-            s,
-            Some(s.alloc_slice(FRAMES_MAX, |_| Frame {
-                closure: Member::null(),
-                ip: AtomicUsize::new(0),
-                base: AtomicUsize::new(0),
-            })),
-        );
         st.strings.set(s, Some(WeakTable::new_in(s)));
         st.init_string.set(s, Some(intern(s, &st, "init")));
         let clock = intern(s, &st, "clock");
-        st.globals.set(s, clock, ValueRef::Object(s.alloc(Obj::Native(Native { name: "clock" }))));
+        st.globals.insert(s, clock, ValueRef::Object(s.alloc(Obj::Native(Native { name: "clock" }))));
         let script = compile(s, &st, source)?;
         let closure = s.alloc(Obj::Closure(Closure { function: Member::null(), upvalues: Member::null() }));
         as_closure(&closure).function.set(s, Some(script));
-        st.stack.get(s).unwrap()[0].set(s, ValueRef::Object(closure));
-        st.frames.get(s).unwrap()[0].closure.set(s, Some(closure));
+        stack.push(s, ValueRef::Object(closure));
+        closures.push(s, ValueRef::Object(closure));
         Ok(s.root(st))
     });
     let state = match setup {
@@ -1363,58 +1333,69 @@ pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &
             return 65;
         }
     };
-    let mut vm = Vm { state, sp: 1, frames: 1 };
+    let mut vm = Vm { state, stack, closures, frames: vec![Frame { ip: 0, base: 0 }] };
     let mut text = String::new();
     let started = std::time::Instant::now();
-    loop {
-        let step = m.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+    let mut finish = |step: Step, text: &mut String| -> Option<i32> {
         if !text.is_empty() {
             let _ = out.write_all(text.as_bytes());
             text.clear();
         }
-        match step {
-            Step::More => {
-                if opts.collect_every_batch {
-                    m.collect();
-                }
-            }
-            Step::Done => {
-                let _ = out.flush();
-                return 0;
-            }
+        let code = match step {
+            Step::More => return None,
+            Step::Done => 0,
             Step::Error(msg) => {
                 let _ = out.flush();
                 let _ = err.write_all(msg.as_bytes());
-                return 70;
+                return Some(70);
             }
+        };
+        let _ = out.flush();
+        Some(code)
+    };
+    if opts.collect_every_batch {
+        // Stress: a scope per batch and a full collection between every two.
+        loop {
+            let step = m.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+            if let Some(code) = finish(step, &mut text) {
+                return code;
+            }
+            m.collect();
         }
     }
+    // One session for the whole script: each batch is an inner scope, and its entry a safepoint.
+    m.session(|sess| loop {
+        let step = sess.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+        if let Some(code) = finish(step, &mut text) {
+            return code;
+        }
+    })
 }
 
 impl Vm {
     fn run_batch<'s>(&mut self, s: &Scope<'s>, budget: usize, out: &mut String, started: std::time::Instant) -> Step {
-        let st = Gc::as_scoped(self.state.get(s));
-        let stack = Gc::as_scoped(st.stack.get(s).unwrap());
-        let frames = Gc::as_scoped(st.frames.get(s).unwrap());
-        let mut cur = load_frame(s, &frames[self.frames - 1]);
-        let mut sp = self.sp;
-
+        let Vm { state, stack, closures, frames } = self;
+        let st = Gc::as_scoped(state.get(s));
+        let mut stack = stack.view(s);
+        let mut closures = closures.view(s);
+        let mut cur = match closures.peek(0) {
+            ValueRef::Object(c) => load_frame(s, c, *frames.last().unwrap()),
+            _ => unreachable!("a frame's closure"),
+        };
         macro_rules! push {
             ($v:expr) => {{
                 let v = $v;
-                stack[sp].set(s, v);
-                sp += 1;
+                stack.push(v);
             }};
         }
         macro_rules! pop {
-            () => {{
-                sp -= 1;
-                stack[sp].get(s)
-            }};
+            () => {
+                stack.pop()
+            };
         }
         macro_rules! peek {
             ($d:expr) => {
-                stack[sp - 1 - $d].get(s)
+                stack.peek($d)
             };
         }
         macro_rules! byte {
@@ -1432,7 +1413,7 @@ impl Vm {
         macro_rules! constant {
             () => {{
                 let i = byte!() as usize;
-                cur.consts.get(s, i).unwrap()
+                cur.consts[i].get(s)
             }};
         }
         macro_rules! string {
@@ -1445,22 +1426,20 @@ impl Vm {
         }
         macro_rules! save {
             () => {{
-                let f = &frames[self.frames - 1];
-                f.ip.store(cur.ip, Ordering::Relaxed);
-                self.sp = sp;
+                frames.last_mut().unwrap().ip = cur.ip;
             }};
         }
         macro_rules! fail {
             ($($msg:tt)*) => {{
                 save!();
-                return Step::Error(self.trace(s, frames, format!($($msg)*)));
+                return Step::Error(stack_trace(s, frames, &closures, format!($($msg)*)));
             }};
         }
         macro_rules! num2 {
             () => {{
                 match (peek!(1), peek!(0)) {
                     (ValueRef::Number(a), ValueRef::Number(b)) => {
-                        sp -= 2;
+                        stack.truncate(stack.len() - 2);
                         (a, b)
                     }
                     _ => fail!("Operands must be numbers."),
@@ -1477,16 +1456,14 @@ impl Vm {
                 if argc != arity {
                     fail!("Expected {} arguments but got {}.", arity, argc);
                 }
-                if self.frames == FRAMES_MAX {
+                if frames.len() == FRAMES_MAX {
                     fail!("Stack overflow.");
                 }
                 save!();
-                let f = &frames[self.frames];
-                f.closure.set(s, Some(closure));
-                f.ip.store(0, Ordering::Relaxed);
-                f.base.store(sp - argc - 1, Ordering::Relaxed);
-                self.frames += 1;
-                cur = load_frame(s, f);
+                let f = Frame { ip: 0, base: stack.len() - argc - 1 };
+                frames.push(f);
+                closures.push(ValueRef::Object(closure));
+                cur = load_frame(s, closure, f);
             }};
         }
         macro_rules! call_value {
@@ -1500,7 +1477,7 @@ impl Vm {
                 match &*Gc::as_scoped(obj) {
                     Obj::Closure(_) => call_closure!(obj, argc),
                     Obj::Bound(b) => {
-                        stack[sp - argc - 1].set(s, b.receiver.get(s));
+                        stack.poke(argc, b.receiver.get(s));
                         call_closure!(b.method.get(s).unwrap(), argc);
                     }
                     Obj::Class(class) => {
@@ -1508,7 +1485,7 @@ impl Vm {
                         if let Obj::Instance(i) = &*inst {
                             i.class.set(s, Some(obj));
                         }
-                        stack[sp - argc - 1].set(s, ValueRef::Object(inst));
+                        stack.poke(argc, ValueRef::Object(inst));
                         match class.methods.get(s, st.init_string.get(s).unwrap()) {
                             Some(ValueRef::Object(init)) => call_closure!(init, argc),
                             _ if argc != 0 => fail!("Expected 0 arguments but got {}.", argc),
@@ -1517,7 +1494,7 @@ impl Vm {
                     }
                     Obj::Native(_) => {
                         let t = started.elapsed().as_secs_f64();
-                        sp -= argc + 1;
+                        stack.truncate(stack.len() - argc - 1);
                         push!(ValueRef::Number(t));
                     }
                     _ => fail!("Can only call functions and classes."),
@@ -1544,8 +1521,7 @@ impl Vm {
                             bm.receiver.set(s, receiver);
                             bm.method.set(s, Some(m));
                         }
-                        sp -= 1;
-                        push!(ValueRef::Object(b));
+                        stack.poke(0, ValueRef::Object(b));
                     }
                     _ => fail!("Undefined property '{}'.", as_str(&name)),
                 }
@@ -1561,14 +1537,17 @@ impl Vm {
                 op::NIL => push!(ValueRef::Nil),
                 op::TRUE => push!(ValueRef::Bool(true)),
                 op::FALSE => push!(ValueRef::Bool(false)),
-                op::POP => sp -= 1,
+                op::POP => {
+                    pop!();
+                }
                 op::GET_LOCAL => {
                     let i = byte!() as usize;
-                    push!(stack[cur.base + i].get(s));
+                    push!(stack.get(cur.base + i));
                 }
                 op::SET_LOCAL => {
                     let i = byte!() as usize;
-                    stack[cur.base + i].set(s, peek!(0));
+                    let v = peek!(0);
+                    stack.set(cur.base + i, v);
                 }
                 op::GET_GLOBAL => {
                     let name = string!();
@@ -1579,30 +1558,39 @@ impl Vm {
                 }
                 op::DEFINE_GLOBAL => {
                     let name = string!();
-                    st.globals.set(s, name, peek!(0));
-                    sp -= 1;
+                    st.globals.insert(s, name, peek!(0));
+                    pop!();
                 }
                 op::SET_GLOBAL => {
                     let name = string!();
-                    if st.globals.get(s, name).is_none() {
+                    if st.globals.insert(s, name, peek!(0)) {
+                        // It was not defined: undo, as clox does.
+                        st.globals.remove(s, name);
                         fail!("Undefined variable '{}'.", as_str(&name));
                     }
-                    st.globals.set(s, name, peek!(0));
                 }
                 op::GET_UPVALUE => {
                     let i = byte!() as usize;
-                    push!(upvalue_variable(s, cur.closure, stack, i).get(s));
+                    let u = upvalue(s, cur.closure, i);
+                    match u.slot.load(Ordering::Relaxed) {
+                        CLOSED => push!(u.closed.get(s)),
+                        slot => push!(stack.get(slot)),
+                    }
                 }
                 op::SET_UPVALUE => {
                     let i = byte!() as usize;
-                    upvalue_variable(s, cur.closure, stack, i).set(s, peek!(0));
+                    let u = upvalue(s, cur.closure, i);
+                    let v = peek!(0);
+                    match u.slot.load(Ordering::Relaxed) {
+                        CLOSED => u.closed.set(s, v),
+                        slot => stack.set(slot, v),
+                    }
                 }
                 op::GET_PROPERTY => {
                     let Some(i) = as_instance(peek!(0)) else { fail!("Only instances have properties.") };
                     let name = string!();
                     if let Some(v) = i.fields.get(s, name) {
-                        sp -= 1;
-                        push!(v);
+                        stack.poke(0, v);
                     } else {
                         bind_method!(i.class.get(s).unwrap(), name);
                     }
@@ -1611,9 +1599,8 @@ impl Vm {
                     let Some(i) = as_instance(peek!(1)) else { fail!("Only instances have fields.") };
                     let name = string!();
                     let v = pop!();
-                    i.fields.set(s, name, v);
-                    sp -= 1;
-                    push!(v);
+                    i.fields.insert(s, name, v);
+                    stack.poke(0, v);
                 }
                 op::GET_SUPER => {
                     let name = string!();
@@ -1622,8 +1609,8 @@ impl Vm {
                 }
                 op::EQUAL => {
                     let b = pop!();
-                    let a = pop!();
-                    push!(ValueRef::Bool(a == b));
+                    let a = peek!(0);
+                    stack.poke(0, ValueRef::Bool(a == b));
                 }
                 op::GREATER => {
                     let (a, b) = num2!();
@@ -1635,8 +1622,8 @@ impl Vm {
                 }
                 op::ADD => match (peek!(1), peek!(0)) {
                     (ValueRef::Number(a), ValueRef::Number(b)) => {
-                        sp -= 2;
-                        push!(ValueRef::Number(a + b));
+                        pop!();
+                        stack.poke(0, ValueRef::Number(a + b));
                     }
                     (ValueRef::Object(a), ValueRef::Object(b))
                         if matches!(&*a, Obj::Str(_)) && matches!(&*b, Obj::Str(_)) =>
@@ -1645,8 +1632,8 @@ impl Vm {
                         t.push_str(as_str(&a));
                         t.push_str(as_str(&b));
                         let r = intern(s, st, &t);
-                        sp -= 2;
-                        push!(ValueRef::Object(r));
+                        pop!();
+                        stack.poke(0, ValueRef::Object(r));
                     }
                     _ => fail!("Operands must be two numbers or two strings."),
                 },
@@ -1663,14 +1650,11 @@ impl Vm {
                     push!(ValueRef::Number(a / b));
                 }
                 op::NOT => {
-                    let v = pop!();
-                    push!(ValueRef::Bool(falsey(v)));
+                    let v = peek!(0);
+                    stack.poke(0, ValueRef::Bool(falsey(v)));
                 }
                 op::NEGATE => match peek!(0) {
-                    ValueRef::Number(n) => {
-                        sp -= 1;
-                        push!(ValueRef::Number(-n));
-                    }
+                    ValueRef::Number(n) => stack.poke(0, ValueRef::Number(-n)),
                     _ => fail!("Operand must be a number."),
                 },
                 op::PRINT => {
@@ -1701,7 +1685,7 @@ impl Vm {
                     let argc = byte!() as usize;
                     let Some(i) = as_instance(peek!(argc)) else { fail!("Only instances have methods.") };
                     if let Some(v) = i.fields.get(s, name) {
-                        stack[sp - argc - 1].set(s, v);
+                        stack.poke(argc, v);
                         call_value!(v, argc);
                     } else {
                         invoke_from_class!(i.class.get(s).unwrap(), name, argc);
@@ -1727,7 +1711,7 @@ impl Vm {
                         let local = byte!() == 1;
                         let index = byte!() as usize;
                         let u = if local {
-                            self.capture_upvalue(s, st, stack, cur.base + index)
+                            capture_upvalue(s, st, cur.base + index)
                         } else {
                             enclosing.unwrap()[index].get(s).unwrap()
                         };
@@ -1735,20 +1719,24 @@ impl Vm {
                     }
                 }
                 op::CLOSE_UPVALUE => {
-                    close_upvalues(s, st, stack, sp - 1);
-                    sp -= 1;
+                    close_upvalues(s, st, &stack, stack.len() - 1);
+                    pop!();
                 }
                 op::RETURN => {
                     let result = pop!();
-                    close_upvalues(s, st, stack, cur.base);
-                    self.frames -= 1;
-                    if self.frames == 0 {
-                        self.sp = 0;
+                    close_upvalues(s, st, &stack, cur.base);
+                    frames.pop();
+                    closures.pop();
+                    if frames.is_empty() {
+                        stack.truncate(0);
                         return Step::Done;
                     }
-                    sp = cur.base;
+                    stack.truncate(cur.base);
                     push!(result);
-                    cur = load_frame(s, &frames[self.frames - 1]);
+                    cur = match closures.peek(0) {
+                        ValueRef::Object(c) => load_frame(s, c, *frames.last().unwrap()),
+                        _ => unreachable!("a frame's closure"),
+                    };
                 }
                 op::CLASS => {
                     let name = string!();
@@ -1762,15 +1750,15 @@ impl Vm {
                         _ => fail!("Superclass must be a class."),
                     };
                     let ValueRef::Object(sub) = peek!(0) else { unreachable!() };
-                    as_class(&superclass).methods.add_all(s, &as_class(&sub).methods);
-                    sp -= 1;
+                    add_all(s, &as_class(&superclass).methods, &as_class(&sub).methods);
+                    pop!();
                 }
                 op::METHOD => {
                     let name = string!();
                     let method = peek!(0);
                     let ValueRef::Object(class) = peek!(1) else { unreachable!() };
-                    as_class(&class).methods.set(s, name, method);
-                    sp -= 1;
+                    as_class(&class).methods.insert(s, name, method);
+                    pop!();
                 }
                 other => unreachable!("bad opcode {other}"),
             }
@@ -1778,62 +1766,61 @@ impl Vm {
         save!();
         Step::More
     }
-
-    fn capture_upvalue<'s>(&self, s: &Scope<'s>, st: &VmState, _stack: &[Value<Obj>], slot: usize) -> Gc<'s, Obj> {
-        let mut prev: Option<Gc<'s, Obj>> = None;
-        let mut up = st.open_upvalues.get(s);
-        while let Some(u) = up {
-            let us = as_upvalue(Gc::as_scoped(u)).slot.load(Ordering::Relaxed);
-            if us <= slot {
-                if us == slot {
-                    return u;
-                }
-                break;
-            }
-            prev = Some(u);
-            up = as_upvalue(Gc::as_scoped(u)).next.get(s);
-        }
-        let created =
-            s.alloc(Obj::Upvalue(Upvalue { slot: AtomicUsize::new(slot), closed: Value::nil(), next: Member::null() }));
-        as_upvalue(&created).next.set(s, up);
-        match prev {
-            None => st.open_upvalues.set(s, Some(created)),
-            Some(p) => as_upvalue(&p).next.set(s, Some(created)),
-        }
-        created
-    }
-
-    /// The runtime error message and the stack trace, innermost call first.
-    fn trace(&self, s: &Scope<'_>, frames: &[Frame], msg: String) -> String {
-        let mut t = msg;
-        t.push('\n');
-        for f in frames[..self.frames].iter().rev() {
-            let closure = f.closure.get(s).unwrap();
-            let function = as_closure(&closure).function.get(s).unwrap();
-            let fun = as_fn(&function);
-            let ip = f.ip.load(Ordering::Relaxed);
-            let line = fun.body.get().unwrap().lines[ip.saturating_sub(1)];
-            match fun.name.get(s) {
-                Some(n) => {
-                    let _ = writeln!(t, "[line {line}] in {}()", as_str(&n));
-                }
-                None => {
-                    let _ = writeln!(t, "[line {line}] in script");
-                }
-            }
-        }
-        t
-    }
 }
 
-fn close_upvalues(s: &Scope<'_>, st: &VmState, stack: &[Value<Obj>], last: usize) {
+fn capture_upvalue<'s>(s: &Scope<'s>, st: &VmState, slot: usize) -> Gc<'s, Obj> {
+    let mut prev: Option<Gc<'s, Obj>> = None;
+    let mut up = st.open_upvalues.get(s);
+    while let Some(u) = up {
+        let us = as_upvalue(Gc::as_scoped(u)).slot.load(Ordering::Relaxed);
+        if us <= slot {
+            if us == slot {
+                return u;
+            }
+            break;
+        }
+        prev = Some(u);
+        up = as_upvalue(Gc::as_scoped(u)).next.get(s);
+    }
+    let created =
+        s.alloc(Obj::Upvalue(Upvalue { slot: AtomicUsize::new(slot), closed: Value::nil(), next: Member::null() }));
+    as_upvalue(&created).next.set(s, up);
+    match prev {
+        None => st.open_upvalues.set(s, Some(created)),
+        Some(p) => as_upvalue(&p).next.set(s, Some(created)),
+    }
+    created
+}
+
+/// The runtime error message and the stack trace, innermost call first.
+fn stack_trace(s: &Scope<'_>, frames: &[Frame], closures: &StackView<'_, '_, Obj>, msg: String) -> String {
+    let mut t = msg;
+    t.push('\n');
+    for (i, f) in frames.iter().enumerate().rev() {
+        let ValueRef::Object(closure) = closures.get(i) else { unreachable!("a frame's closure") };
+        let function = as_closure(&closure).function.get(s).unwrap();
+        let fun = as_fn(&function);
+        let line = fun.body.get().unwrap().lines[f.ip.saturating_sub(1)];
+        match fun.name.get(s) {
+            Some(n) => {
+                let _ = writeln!(t, "[line {line}] in {}()", as_str(&n));
+            }
+            None => {
+                let _ = writeln!(t, "[line {line}] in script");
+            }
+        }
+    }
+    t
+}
+
+fn close_upvalues<'s>(s: &Scope<'s>, st: &VmState, stack: &StackView<'_, 's, Obj>, last: usize) {
     while let Some(u) = st.open_upvalues.get(s) {
         let up = as_upvalue(Gc::as_scoped(u));
         let slot = up.slot.load(Ordering::Relaxed);
         if slot < last {
             break;
         }
-        up.closed.set(s, stack[slot].get(s));
+        up.closed.set(s, stack.get(slot));
         up.slot.store(CLOSED, Ordering::Relaxed);
         st.open_upvalues.set(s, up.next.get(s));
     }
@@ -1850,15 +1837,10 @@ fn as_instance<'s>(v: V<'s>) -> Option<&'s Instance> {
     }
 }
 
-/// Where upvalue `i` of `closure` keeps its variable: the stack slot while open, its own slot
-/// once closed.
-fn upvalue_variable<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, stack: &'s [Value<Obj>], i: usize) -> &'s Value<Obj> {
+/// Upvalue `i` of `closure`.
+fn upvalue<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, i: usize) -> &'s Upvalue {
     let ups = as_closure(Gc::as_scoped(closure)).upvalues.get(s).unwrap();
-    let u = as_upvalue(Gc::as_scoped(ups[i].get(s).unwrap()));
-    match u.slot.load(Ordering::Relaxed) {
-        CLOSED => &u.closed,
-        slot => &stack[slot],
-    }
+    as_upvalue(Gc::as_scoped(ups[i].get(s).unwrap()))
 }
 
 fn falsey(v: V<'_>) -> bool {

@@ -323,6 +323,180 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     }
 }
 
+impl<T: ?Sized + GcObject> LocalStack<T> {
+    /// The stack opened for a run of operations in one scope: the owner check is done once, and
+    /// the length and the slots' address stay in the view (in registers, in a tight loop) until
+    /// it is dropped, which writes the length back. An interpreter takes one per batch of
+    /// instructions.
+    ///
+    /// # Panics
+    /// If `s` is not a scope of the mutator that made the stack.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     let mut v = st.view(s);
+    ///     v.push(ValueRef::Number(1.0));
+    ///     v.push(ValueRef::Number(2.0));
+    ///     let (ValueRef::Number(a), ValueRef::Number(b)) = (v.pop(), v.pop()) else { panic!() };
+    ///     v.push(ValueRef::Number(a + b));
+    /// });
+    /// assert_eq!(st.len(), 1);
+    /// ```
+    #[inline]
+    pub fn view<'a, 's>(&'a mut self, s: &'a Scope<'s>) -> StackView<'a, 's, T> {
+        self.check(s, "view");
+        let words = self.words();
+        StackView { len: self.len(), words: words.as_ptr(), cap: words.len(), stack: self, _scope: PhantomData }
+    }
+}
+
+/// A [`LocalStack`] opened in one scope by [`LocalStack::view`]: the same operations, without
+/// the per-operation owner check, with the length kept in the view until it is dropped.
+///
+/// Indexed accesses still check their bounds (a slot past the length may hold a stale word) and
+/// panic as the stack's do.
+pub struct StackView<'a, 's, T: ?Sized> {
+    len: usize,
+    words: *const crate::sync::AtomicPtr<u8>,
+    cap: usize,
+    stack: &'a mut LocalStack<T>,
+    _scope: PhantomData<&'a Scope<'s>>,
+}
+
+impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
+    /// Slots in use.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot is in use.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    fn slot(&self, i: usize) -> &crate::sync::AtomicPtr<u8> {
+        debug_assert!(i < self.cap);
+        // SAFETY: `i < cap` (every caller checks `i < len <= cap`, or `len < cap` for a push),
+        // and the array stays in place while the view lives: only the view's own `push`
+        // replaces it, and reloads the pointer.
+        unsafe { &*self.words.add(i) }
+    }
+
+    #[inline(always)]
+    fn read(&self, i: usize) -> ValueRef<'s, T> {
+        // SAFETY: as in `LocalStack::read`: slot `i < len` holds a word of this heap, kept alive.
+        unsafe { read_word(self.slot(i).load(Ordering::Relaxed)) }
+    }
+
+    /// Pushes `v` on top.
+    #[inline(always)]
+    pub fn push(&mut self, v: ValueRef<'s, T>) {
+        if self.len == self.cap {
+            self.grow();
+        }
+        self.slot(self.len).store(write_word(v), Ordering::Relaxed);
+        self.len += 1;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        self.stack.buf.len.store(self.len, Ordering::Relaxed);
+        // SAFETY: the owner inside a scope (checked when the view was made); no slice of the
+        // array is held (the view holds only its address, reloaded below).
+        unsafe { self.stack.buf.grow(self.len + 1) };
+        let words = self.stack.words();
+        (self.words, self.cap) = (words.as_ptr(), words.len());
+    }
+
+    /// Removes the top slot and returns what it held.
+    ///
+    /// # Panics
+    /// If the stack is empty.
+    #[inline(always)]
+    pub fn pop(&mut self) -> ValueRef<'s, T> {
+        if self.len == 0 {
+            out_of_range("pop", "depth", 0, 0);
+        }
+        self.len -= 1;
+        self.read(self.len)
+    }
+
+    /// The slot `depth` below the top (0: the top).
+    ///
+    /// # Panics
+    /// If `depth >= len()`.
+    #[inline(always)]
+    pub fn peek(&self, depth: usize) -> ValueRef<'s, T> {
+        if depth >= self.len {
+            out_of_range("peek", "depth", depth, self.len);
+        }
+        self.read(self.len - 1 - depth)
+    }
+
+    /// Overwrites the slot `depth` below the top.
+    ///
+    /// # Panics
+    /// If `depth >= len()`.
+    #[inline(always)]
+    pub fn poke(&mut self, depth: usize, v: ValueRef<'s, T>) {
+        if depth >= self.len {
+            out_of_range("poke", "depth", depth, self.len);
+        }
+        self.slot(self.len - 1 - depth).store(write_word(v), Ordering::Relaxed);
+    }
+
+    /// The slot at index `i` from the bottom.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> ValueRef<'s, T> {
+        if i >= self.len {
+            out_of_range("get", "index", i, self.len);
+        }
+        self.read(i)
+    }
+
+    /// Overwrites the slot at index `i` from the bottom.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[inline(always)]
+    pub fn set(&mut self, i: usize, v: ValueRef<'s, T>) {
+        if i >= self.len {
+            out_of_range("set", "index", i, self.len);
+        }
+        self.slot(i).store(write_word(v), Ordering::Relaxed);
+    }
+
+    /// Shortens the stack to `len` slots (no effect if it holds fewer).
+    #[inline(always)]
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl<T: ?Sized> Drop for StackView<'_, '_, T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.stack.buf.len.store(self.len, Ordering::Relaxed);
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for StackView<'_, '_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StackView").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
 impl<T: ?Sized> Drop for LocalStack<T> {
     fn drop(&mut self) {
         self.rec.locals.remove(&self.buf);

@@ -59,16 +59,21 @@ pub(crate) fn write_word<T: ?Sized + GcObject>(value: ValueRef<'_, T>) -> *mut u
 /// its object (if any) stays allocated for all of `'s`.
 #[inline]
 pub(crate) unsafe fn read_word<'s, T: ?Sized + GcObject>(w: *mut u8) -> ValueRef<'s, T> {
-    match w.addr() {
-        NIL => ValueRef::Nil,
+    let a = w.addr();
+    // Numbers first (the common case in arithmetic): one test. Every stored NaN is the
+    // canonical one, whose bits do not cover `QNAN`.
+    if a & QNAN != QNAN {
+        return ValueRef::Number(f64::from_bits(a as u64));
+    }
+    if a & SIGN != 0 {
+        let p = w.map_addr(|a| a & !OBJECT);
+        // SAFETY: forwarded from the caller; payload addresses are never null.
+        return ValueRef::Object(unsafe { Gc::from_payload(NonNull::new_unchecked(p)) });
+    }
+    match a {
         FALSE => ValueRef::Bool(false),
         TRUE => ValueRef::Bool(true),
-        a if a & OBJECT == OBJECT => {
-            let p = w.map_addr(|a| a & !OBJECT);
-            // SAFETY: forwarded from the caller; payload addresses are never null.
-            ValueRef::Object(unsafe { Gc::from_payload(NonNull::new_unchecked(p)) })
-        }
-        a => ValueRef::Number(f64::from_bits(a as u64)),
+        _ => ValueRef::Nil,
     }
 }
 

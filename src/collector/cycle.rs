@@ -37,7 +37,7 @@ use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::trace::CycleTrace;
 use crate::telemetry::{thread_cpu_ns, Telemetry};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Phase {
@@ -90,7 +90,7 @@ pub(crate) struct CycleState {
     /// When the current request was posted, and the last thread found inside a scope while it
     /// was outstanding (the one the cycle is waiting on).
     posted: Instant,
-    held_by: Option<String>,
+    held_by: Option<crate::sync::Arc<ThreadRecord>>,
 }
 
 /// Buffers a sweeper reuses: spans popped, swept and still in use, and emptied.
@@ -559,9 +559,7 @@ impl Collector {
                 Claim::Answered => {}
                 Claim::Inside => {
                     all = false;
-                    if st.held_by.as_deref() != Some(rec.name.as_str()) {
-                        st.held_by = Some(rec.name.clone());
-                    }
+                    st.held_by = Some(rec);
                 }
                 Claim::Claimed => {
                     // SAFETY: the claim makes us the owner of the record's cache.
@@ -573,11 +571,14 @@ impl Collector {
         if all {
             // A request some thread held up by staying in its scope: the wait is the cycle's
             // (it could not advance), charged to the last thread found inside.
-            if let Some(name) = st.held_by.take() {
-                let wait = st.posted.elapsed();
-                self.telemetry.record_scope_wait(&name, wait);
+            // The wait lasts until the thread answered (its own timestamp), not until we looked.
+            if let Some(rec) = st.held_by.take() {
+                let posted = st.posted.duration_since(self.created);
+                let answered = Duration::from_nanos(rec.answered_at_ns.load(Ordering::Relaxed));
+                let wait = answered.saturating_sub(posted);
+                self.telemetry.record_scope_wait(&rec.name, wait);
                 if st.trace.scope_wait.as_ref().is_none_or(|(_, w)| *w < wait) {
-                    st.trace.scope_wait = Some((name, wait));
+                    st.trace.scope_wait = Some((rec.name.clone(), wait));
                 }
             }
         }

@@ -558,6 +558,7 @@ impl Collector {
             }
         };
         if answered > acked {
+            rec.answered_at_ns.store(self.created.elapsed().as_nanos() as u64, Ordering::Relaxed);
             rec.state.answer_inside(answered);
             self.wake_coordinator();
         }

@@ -36,6 +36,10 @@ pub(crate) struct ThreadRecord {
     pub(crate) locals: LocalRoots,
     /// The thread's name, for messages.
     pub(crate) name: String,
+    /// When the thread last answered a request from inside a scope (nanoseconds since the heap
+    /// was created): how long a cycle waited on its scope is measured to this, not to when the
+    /// collector got round to looking.
+    pub(crate) answered_at_ns: AtomicU64,
 }
 
 // SAFETY: `cache` and `assist` are used only by whoever the state word makes its owner (the thread inside a
@@ -102,6 +106,7 @@ impl Registry {
             assist: UnsafeCell::new(AssistState::default()),
             barrier: BarrierBuffer::default(),
             locals: LocalRoots::default(),
+            answered_at_ns: AtomicU64::new(0),
             name: t.name().map(str::to_owned).unwrap_or_else(|| format!("{:?}", t.id())),
         });
         records.push(rec.clone());
