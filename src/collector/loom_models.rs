@@ -485,3 +485,91 @@ fn loom_root_cloned_outside_a_scope_as_a_cycle_starts() {
         assert!(marks.is_marked(X), "a rooted object was left white");
     });
 }
+
+/// A local stack's unbarriered write racing the snapshot answer (collector/locals.rs).
+///
+/// The mutator allocates `A` (black if it has answered the snapshot already), keeps it only in
+/// its local stack (a plain store, no barrier), then reaches a safepoint and leaves its scope;
+/// the collector posts the snapshot request and answers for the thread if it finds it outside
+/// (scanning the stack under its claim). Once the request is answered, marking may terminate, so
+/// `A`, which the stack holds throughout, must be marked. Bug it catches: a scan skipped, or
+/// moved after the answer is published (the collector then sees the answer with `A` white).
+/// Guards: the scan before `answer_inside` in the thread's own answer, and the scan under the
+/// claim (after the claim CAS acquires the thread's writes) for an outside thread.
+fn local_stack_write_against_the_snapshot_scan(scan_before_answer: bool) {
+    use super::handshake::LEVEL_SNAPSHOT;
+    use super::locals::LocalBuf;
+    loom::model(move || {
+        let marks = Arc::new(Marks::new());
+        let state = Arc::new(StateWord::new(token(0, 3)));
+        let stack = Arc::new(LocalBuf::new(1, |w| w as usize));
+        let posted = Arc::new(AtomicU64::new(token(0, 3)));
+        let t = token(1, LEVEL_SNAPSHOT);
+        let scan = |stack: &LocalBuf, marks: &Marks| {
+            // SAFETY: called by the record's owner: the thread inside its scope, or the collector
+            // holding a claim.
+            unsafe { stack.for_each_object(|p| _ = marks.grey(p, false)) }
+        };
+
+        let mutator = {
+            let (marks, state, stack, posted) = (marks.clone(), state.clone(), stack.clone(), posted.clone());
+            loom::thread::spawn(move || {
+                let (mut acked, _) = state.enter();
+                if acked >= t {
+                    marks.grey(A, false); // allocated black
+                }
+                // SAFETY: the owner, inside its scope.
+                unsafe { stack.words()[0].store(A as *mut u8, Ordering::Relaxed) };
+                stack.len.store(1, Ordering::Relaxed);
+                // A safepoint: answer a pending snapshot.
+                let req = posted.load(Ordering::Acquire);
+                if req > acked {
+                    if scan_before_answer {
+                        scan(&stack, &marks);
+                    }
+                    state.answer_inside(req);
+                    if !scan_before_answer {
+                        scan(&stack, &marks);
+                    }
+                    acked = req;
+                }
+                state.exit(acked);
+            })
+        };
+        posted.store(t, Ordering::SeqCst);
+        // Whether the stack held A when the request was answered: the thread answered itself
+        // (it had stored A before, and its answer happens-before our acquire of it), or our
+        // claim's scan found it (its exit released the store; the claim acquired it).
+        let held_at_snapshot = loop {
+            match state.claim(t) {
+                Claim::Answered => break true,
+                Claim::Inside => loom::thread::yield_now(),
+                Claim::Claimed => {
+                    let mut found = false;
+                    // SAFETY: the claim makes the collector the record's owner.
+                    unsafe { stack.for_each_object(|_| found = true) };
+                    scan(&stack, &marks);
+                    state.end_claim(t);
+                    break found;
+                }
+            }
+        };
+        // Every thread has answered: marking may terminate now.
+        assert!(!held_at_snapshot || marks.is_marked(A), "a local root was left white at the snapshot");
+        mutator.join().unwrap();
+        assert!(marks.is_marked(A), "a local root was left white");
+    });
+}
+
+#[test]
+fn loom_local_stack_write_against_the_snapshot_scan() {
+    local_stack_write_against_the_snapshot_scan(true);
+}
+
+/// The same model with the thread's scan moved after its answer: loom finds the interleaving in
+/// which the collector sees the answer while `A` is still white.
+#[test]
+#[should_panic(expected = "left white")]
+fn loom_local_stack_scan_after_the_answer_is_caught() {
+    local_stack_write_against_the_snapshot_scan(false);
+}
