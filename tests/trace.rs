@@ -42,7 +42,15 @@ struct Line {
 /// Parses `gc N @Ts P%: a+b+c+d ms clock, as/bg/idle+s+o=t ms cpu, x->y->z MiB, g MiB goal, r roots, n threads, w workers`.
 fn parse(line: &str) -> Line {
     let bad = || -> ! { panic!("malformed trace line: {line}") };
-    let parts: Vec<&str> = line.split(", ").collect();
+    let mut parts: Vec<&str> = line.split(", ").collect();
+    // An optional last field: how long a request waited on a thread inside a scope.
+    if parts.len() == 8 {
+        let waited = parts.pop().unwrap();
+        let ms = waited.strip_prefix("waited ").and_then(|w| w.split_once(" ms on thread ")).unwrap_or_else(|| bad());
+        if ms.0.parse::<f64>().map_or(true, |ms| ms < 0.1) || !ms.1.ends_with("'s scope") {
+            bad();
+        }
+    }
     if parts.len() != 7 {
         bad();
     }

@@ -573,3 +573,238 @@ fn loom_local_stack_write_against_the_snapshot_scan() {
 fn loom_local_stack_scan_after_the_answer_is_caught() {
     local_stack_write_against_the_snapshot_scan(false);
 }
+
+/// Where a snapshot answer scans the thread's local stacks, relative to publishing the answer
+/// (the state-word store): the guard of [`loom_local_stack_write_races_the_snapshot_scan`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StackScan {
+    /// As `Collector::act_for` does it: grey what the stacks hold, then publish the answer.
+    BeforeAnswer,
+    /// Mutant: publish the answer, then grey.
+    AfterAnswer,
+    /// Mutant: no scan.
+    Skipped,
+}
+
+/// The heap object `H` of the local-stack model (a root, with one reference field).
+const H: usize = 80;
+
+/// The shared state of the local-stack model: one mutator's record (state word, ring, local
+/// stack) and the collector's mark bits and request word.
+struct LocalStackModel {
+    scan_at: StackScan,
+    marks: Marks,
+    grey_events: AtomicU64,
+    state: StateWord,
+    posted: AtomicU64,
+    barrier_on: AtomicBool,
+    ring: BarrierBuffer,
+    /// `H`'s one reference field.
+    field: AtomicPtr<u8>,
+    /// The thread's local stack (two slots), listed in `locals` as in a `ThreadRecord`.
+    buf: Arc<super::locals::LocalBuf>,
+    locals: super::locals::LocalRoots,
+    /// Touched by every access of the stack's owner (a write by the thread inside its scope, a
+    /// scan by the collector under its claim): loom reports a scan that overlaps a write. The
+    /// slots themselves are relaxed atomics, as in `LocalBuf`.
+    owner: UnsafeCell<u32>,
+    /// Bookkeeping, not protocol: the objects the stack held when the snapshot was answered.
+    held_at_snapshot: AtomicU64,
+}
+
+impl LocalStackModel {
+    /// Greys `p` (a leaf: nothing to queue), counting a grey event if it was white.
+    fn grey(&self, p: usize) -> Option<bool> {
+        let r = self.marks.grey(p, false);
+        if r.is_some() {
+            self.grey_events.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// The objects slots `0..len` hold, as mark-bit positions.
+    ///
+    /// # Safety
+    /// The caller owns the record (as for `LocalBuf::for_each_object`).
+    unsafe fn contents(&self) -> u64 {
+        let mut bits = 0;
+        // SAFETY: forwarded.
+        unsafe { self.buf.for_each_object(|p| bits |= Marks::bit(p)) };
+        bits
+    }
+
+    /// `LocalStack::push`, without growth (the model never fills its two slots).
+    fn push(&self, p: usize) {
+        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+        self.owner.with_mut(|o| unsafe { *o += 1 });
+        let len = self.buf.len.load(Ordering::Relaxed);
+        // SAFETY: the owner, inside its scope.
+        unsafe { self.buf.words()[len].store(p as *mut u8, Ordering::Relaxed) };
+        self.buf.len.store(len + 1, Ordering::Relaxed);
+    }
+
+    /// `LocalStack::set` of slot `i`, then `truncate` to `len` slots.
+    fn set_and_truncate(&self, i: usize, p: usize, len: usize) {
+        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+        self.owner.with_mut(|o| unsafe { *o += 1 });
+        // SAFETY: the owner, inside its scope.
+        unsafe { self.buf.words()[i].store(p as *mut u8, Ordering::Relaxed) };
+        self.buf.len.store(len, Ordering::Relaxed);
+    }
+
+    /// The snapshot answer's part for the local stacks (`Collector::act_for`, `LEVEL_SNAPSHOT`),
+    /// by whoever owns the record; `publish` is the state-word store that answers.
+    ///
+    /// # Safety
+    /// The caller owns the record: the thread inside its scope, or the collector under a claim.
+    unsafe fn answer_snapshot(&self, publish: impl FnOnce()) {
+        // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+        self.owner.with(|_| ());
+        // SAFETY: forwarded.
+        self.held_at_snapshot.store(unsafe { self.contents() }, Ordering::SeqCst);
+        let scan = || {
+            // SAFETY: loom checks every access to the cell for a race: finding one is the model's point.
+            self.owner.with(|_| ());
+            // SAFETY: forwarded (in the `AfterAnswer` mutant it is not: that is the mutant).
+            unsafe { self.locals.scan(|p| _ = self.grey(p)) };
+        };
+        if self.scan_at == StackScan::BeforeAnswer {
+            scan();
+        }
+        publish();
+        if self.scan_at == StackScan::AfterAnswer {
+            scan();
+        }
+    }
+
+    /// A safepoint of the thread inside its scope (a scope boundary or a `Session` safepoint):
+    /// answers a pending snapshot request.
+    fn safepoint(&self, acked: &mut u64) {
+        let req = self.posted.load(Ordering::Acquire);
+        if req > *acked {
+            // SAFETY: the thread, inside its scope, owns its record.
+            unsafe { self.answer_snapshot(|| self.state.answer_inside(req)) };
+            *acked = req;
+        }
+    }
+}
+
+/// A local stack's unbarriered writes racing the snapshot scan, inside the thread's scope and
+/// outside it (collector/locals.rs; docs/design.md, "Local roots").
+///
+/// C1 has passed: the barrier is on and the root `H` is greyed; `H`'s field holds `A`, the
+/// stack is empty. The mutator, inside one scope, pushes `A` loaded from `H`'s field (a plain
+/// store) and then nulls the field through the hybrid barrier (which shades `A`); allocates `B`
+/// (white before its snapshot answer, black after) and pushes it; leaves its scope holding both;
+/// re-enters (spinning while the collector holds a claim) and moves `B` down over `A`. It polls
+/// for the snapshot request at every scope boundary and between the two pushes (a `Session`
+/// safepoint), and answers it at the first that sees it, scanning its stack. The collector posts
+/// the request, marks from `H` (shading its field's target), answers for the thread if it finds
+/// it outside (scanning under its claim), then runs termination rounds. So the scan falls
+/// before, between and after the stack writes, by the thread or under a claim.
+///
+/// Checks: what the stack held at the snapshot, and everything it holds at the end, is marked
+/// when marking terminates; and no scan overlaps a write (loom's `UnsafeCell`). Bugs it catches:
+/// a scan skipped (`B`, white and only in the stack, is left white) or moved after the answer is
+/// published (the collector sees the answer and terminates before `B` is greyed; under a claim,
+/// the thread re-enters and writes the stack during the scan). Guards: the scan before the
+/// answer in `Collector::act_for`, and `StateWord::enter` spinning while `BUSY`.
+fn local_stack_write_races_the_snapshot_scan(scan_at: StackScan) {
+    use super::handshake::LEVEL_SNAPSHOT;
+    use super::locals::{LocalBuf, LocalRoots};
+    loom::model(move || {
+        let c1 = token(1, LEVEL_BARRIER);
+        let t = token(1, LEVEL_SNAPSHOT);
+        let buf = Arc::new(LocalBuf::new(2, |w| w as usize));
+        let m = Arc::new(LocalStackModel {
+            scan_at,
+            marks: Marks::new(),
+            grey_events: AtomicU64::new(0),
+            state: StateWord::new(c1),
+            posted: AtomicU64::new(c1),
+            barrier_on: AtomicBool::new(true),
+            ring: BarrierBuffer::default(),
+            field: AtomicPtr::new(A as *mut u8),
+            buf: buf.clone(),
+            locals: LocalRoots::default(),
+            owner: UnsafeCell::new(0),
+            held_at_snapshot: AtomicU64::new(0),
+        });
+        m.locals.add(buf);
+        m.grey(H); // the roots, greyed at C1
+
+        let mutator = {
+            let m = m.clone();
+            loom::thread::spawn(move || {
+                let (mut acked, _) = m.state.enter();
+                m.safepoint(&mut acked); // scope entry
+                let a = m.field.load(Ordering::Acquire) as usize;
+                m.push(a);
+                hybrid_store(&m.ring.in_barrier, &m.barrier_on, &m.field, std::ptr::null_mut(), |p| m.grey(p), |_| {});
+                m.safepoint(&mut acked); // between two inner scopes of a session
+                if acked >= t {
+                    m.marks.grey(B, false); // allocated black
+                }
+                m.push(B);
+                m.safepoint(&mut acked); // scope exit
+                m.state.exit(acked);
+                // Outside its scope: the collector may answer for the thread now.
+                let (mut acked, _) = m.state.enter();
+                m.safepoint(&mut acked); // scope entry
+                m.set_and_truncate(0, B, 1);
+                m.safepoint(&mut acked); // scope exit
+                m.state.exit(acked);
+            })
+        };
+
+        m.posted.store(t, Ordering::SeqCst);
+        // A marker scans H.
+        let f = m.field.load(Ordering::Acquire) as usize;
+        if f != 0 {
+            m.grey(f);
+        }
+        // Wait for the snapshot answer; answer it for the thread if it is outside its scope.
+        loop {
+            match m.state.claim(t) {
+                Claim::Answered => break,
+                Claim::Inside => loom::thread::yield_now(),
+                Claim::Claimed => {
+                    // SAFETY: the claim makes the collector the record's owner.
+                    unsafe { m.answer_snapshot(|| m.state.end_claim(t)) };
+                    break;
+                }
+            }
+        }
+        // Termination: every object here is a leaf, so no round has grey work to wait for.
+        let roots_in_flight = AtomicUsize::new(0);
+        while !termination_round(&m.grey_events, &roots_in_flight, std::iter::once(&m.ring), |_| {}, || true) {
+            loom::thread::yield_now();
+        }
+        let marked = m.marks.0.load(Ordering::SeqCst);
+        let held = m.held_at_snapshot.load(Ordering::SeqCst);
+        assert_eq!(held & !marked, 0, "an object the local stack held at its snapshot was left white");
+        mutator.join().unwrap();
+        // SAFETY: the thread has ended: nobody else touches the record.
+        let end = unsafe { m.contents() };
+        assert_eq!(end & !marked, 0, "an object the local stack holds at the end was white at mark end");
+    });
+}
+
+#[test]
+fn loom_local_stack_write_races_the_snapshot_scan() {
+    local_stack_write_races_the_snapshot_scan(StackScan::BeforeAnswer);
+}
+
+/// The same model with the scan moved after the answer is published.
+#[test]
+#[should_panic]
+fn loom_local_stack_race_scan_after_the_answer_is_caught() {
+    local_stack_write_races_the_snapshot_scan(StackScan::AfterAnswer);
+}
+
+/// The same model with the scan skipped.
+#[test]
+#[should_panic]
+fn loom_local_stack_race_scan_skipped_is_caught() {
+    local_stack_write_races_the_snapshot_scan(StackScan::Skipped);
+}
