@@ -1161,6 +1161,10 @@ fn r1(workers: usize, verify: bool, secs: u64) -> usize {
                         // Resurrect into the pool, displacing a structure root (dropped here,
                         // outside every scope).
                         let mut p = R1_POOL.lock().unwrap();
+                        if p.is_empty() {
+                            // The run is over (the pool was cleared) and this finalizer ran late.
+                            return;
+                        }
                         let k = (root.clone(), p.len());
                         let _old = p[(k.1 / 2) % k.1].take();
                         drop(p);

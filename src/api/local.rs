@@ -163,7 +163,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
             // SAFETY: the owner, inside a scope (checked), holding no slice of the array.
             unsafe { self.buf.grow(len + 1) };
         }
-        self.words()[len].store(write_word(v), Ordering::Relaxed);
+        self.words()[len].store(write_word(v), Ordering::Release);
         self.buf.len.store(len + 1, Ordering::Relaxed);
     }
 
@@ -243,7 +243,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
         if depth >= len {
             out_of_range("poke", "depth", depth, len);
         }
-        self.words()[len - 1 - depth].store(write_word(v), Ordering::Relaxed);
+        self.words()[len - 1 - depth].store(write_word(v), Ordering::Release);
     }
 
     /// The slot at index `i` from the bottom (0: the first pushed).
@@ -295,7 +295,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
         if i >= len {
             out_of_range("set", "index", i, len);
         }
-        self.words()[i].store(write_word(v), Ordering::Relaxed);
+        self.words()[i].store(write_word(v), Ordering::Release);
     }
 
     /// Shortens the stack to `len` slots (no effect if it holds fewer); what the removed slots
@@ -401,7 +401,7 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
         if self.len == self.cap {
             self.grow();
         }
-        self.slot(self.len).store(write_word(v), Ordering::Relaxed);
+        self.slot(self.len).store(write_word(v), Ordering::Release);
         self.len += 1;
     }
 
@@ -450,7 +450,7 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
         if depth >= self.len {
             out_of_range("poke", "depth", depth, self.len);
         }
-        self.slot(self.len - 1 - depth).store(write_word(v), Ordering::Relaxed);
+        self.slot(self.len - 1 - depth).store(write_word(v), Ordering::Release);
     }
 
     /// The slot at index `i` from the bottom.
@@ -474,7 +474,7 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
         if i >= self.len {
             out_of_range("set", "index", i, self.len);
         }
-        self.slot(i).store(write_word(v), Ordering::Relaxed);
+        self.slot(i).store(write_word(v), Ordering::Release);
     }
 
     /// Shortens the stack to `len` slots (no effect if it holds fewer).

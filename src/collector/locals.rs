@@ -9,8 +9,9 @@
 //! - **Who reads it.** Only the record's owner (handshake.rs): the thread itself while it is
 //!   inside a scope, or the collector while it holds a claim on the thread outside one. The
 //!   thread writes it only inside a scope (every access needs a `Scope` of its record), so
-//!   writes and scans never overlap. The words are relaxed atomics all the same (a plain `mov`
-//!   on x86 and ARM), so the verifier may read them concurrently under the buffer's lock.
+//!   writes and scans never overlap. The words are atomics all the same, stored with release
+//!   and scanned with acquire (a plain `mov` on x86), so the verifier may read them concurrently
+//!   under the buffer's lock and still see the mark bit of a black allocation pushed there.
 //! - **When it is read.** Once per cycle, when the thread's snapshot request is answered: by the
 //!   thread at a scope boundary or a [`Session`](crate::Session) safepoint, or by the collector
 //!   for a thread outside its scope ([`Collector::act_for`]). The answer greys every object the
@@ -101,7 +102,9 @@ impl LocalBuf {
         let len = self.len.load(Ordering::Relaxed);
         // SAFETY: forwarded.
         for w in unsafe { &self.words()[..len] } {
-            let p = (self.decode)(w.load(Ordering::Relaxed));
+            // Acquire, against the owner's release stores: a black allocation's mark bit is set
+            // before the object is pushed, and the verifier (reading concurrently) must see it.
+            let p = (self.decode)(w.load(Ordering::Acquire));
             if p != 0 {
                 f(p);
             }
