@@ -25,8 +25,9 @@ use std::sync::OnceLock;
 
 const FRAMES_MAX: usize = 64;
 const STACK_MAX: usize = FRAMES_MAX * 256;
-/// Instructions per scope in normal runs.
-pub const BATCH: usize = 4096;
+/// Backward jumps and calls per inner scope in normal runs (a few thousand instructions: a loop
+/// body or a call is rarely shorter than a few).
+pub const BATCH: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Heap objects
@@ -1236,7 +1237,8 @@ fn compile<'s>(s: &Scope<'s>, st: &VmState, source: &str) -> Result<Gc<'s, Obj>,
 /// How to run.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Instructions per scope.
+    /// Per scope: instructions in stress mode (`collect_every_batch`), backward jumps and calls
+    /// otherwise.
     pub batch: usize,
     /// Run a full collection at every scope boundary (between batches).
     pub collect_every_batch: bool,
@@ -1356,7 +1358,7 @@ pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &
     if opts.collect_every_batch {
         // Stress: a scope per batch and a full collection between every two.
         loop {
-            let step = m.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+            let step = m.scope(|s| vm.run_batch::<true>(s, opts.batch, &mut text, started));
             if let Some(code) = finish(step, &mut text) {
                 return code;
             }
@@ -1365,7 +1367,7 @@ pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &
     }
     // One session for the whole script: each batch is an inner scope, and its entry a safepoint.
     m.session(|sess| loop {
-        let step = sess.scope(|s| vm.run_batch(s, opts.batch, &mut text, started));
+        let step = sess.scope(|s| vm.run_batch::<false>(s, opts.batch, &mut text, started));
         if let Some(code) = finish(step, &mut text) {
             return code;
         }
@@ -1373,7 +1375,17 @@ pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &
 }
 
 impl Vm {
-    fn run_batch<'s>(&mut self, s: &Scope<'s>, budget: usize, out: &mut String, started: std::time::Instant) -> Step {
+    /// Runs up to `budget` instructions (`EVERY`) or until `budget` backward jumps and calls
+    /// have been made (otherwise: only those can make a batch long, and counting them keeps the
+    /// count off the dispatch of every instruction).
+    fn run_batch<'s, const EVERY: bool>(
+        &mut self,
+        s: &Scope<'s>,
+        budget: usize,
+        out: &mut String,
+        started: std::time::Instant,
+    ) -> Step {
+        let mut fuel = budget;
         let Vm { state, stack, closures, frames } = self;
         let st = Gc::as_scoped(state.get(s));
         let mut stack = stack.view(s);
@@ -1464,6 +1476,7 @@ impl Vm {
                 frames.push(f);
                 closures.push(ValueRef::Object(closure));
                 cur = load_frame(s, closure, f);
+                tick!();
             }};
         }
         macro_rules! call_value {
@@ -1528,7 +1541,24 @@ impl Vm {
             }};
         }
 
-        for _ in 0..budget {
+        macro_rules! tick {
+            () => {
+                if !EVERY {
+                    fuel -= 1;
+                    if fuel == 0 {
+                        save!();
+                        return Step::More;
+                    }
+                }
+            };
+        }
+        loop {
+            if EVERY {
+                if fuel == 0 {
+                    break;
+                }
+                fuel -= 1;
+            }
             match byte!() {
                 op::CONSTANT => {
                     let v = constant!();
@@ -1542,12 +1572,11 @@ impl Vm {
                 }
                 op::GET_LOCAL => {
                     let i = byte!() as usize;
-                    push!(stack.get(cur.base + i));
+                    stack.push_copy(cur.base + i);
                 }
                 op::SET_LOCAL => {
                     let i = byte!() as usize;
-                    let v = peek!(0);
-                    stack.set(cur.base + i, v);
+                    stack.copy_top_to(cur.base + i);
                 }
                 op::GET_GLOBAL => {
                     let name = string!();
@@ -1675,6 +1704,7 @@ impl Vm {
                 op::LOOP => {
                     let off = short!();
                     cur.ip -= off;
+                    tick!();
                 }
                 op::CALL => {
                     let argc = byte!() as usize;
@@ -1719,12 +1749,16 @@ impl Vm {
                     }
                 }
                 op::CLOSE_UPVALUE => {
-                    close_upvalues(s, st, &stack, stack.len() - 1);
+                    if !st.open_upvalues.is_null() {
+                        close_upvalues(s, st, &stack, stack.len() - 1);
+                    }
                     pop!();
                 }
                 op::RETURN => {
                     let result = pop!();
-                    close_upvalues(s, st, &stack, cur.base);
+                    if !st.open_upvalues.is_null() {
+                        close_upvalues(s, st, &stack, cur.base);
+                    }
                     frames.pop();
                     closures.pop();
                     if frames.is_empty() {

@@ -477,6 +477,66 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
         self.slot(i).store(write_word(v), Ordering::Release);
     }
 
+    /// Pushes a copy of slot `i` (an interpreter's "get local"), moving the word as it is,
+    /// without decoding and re-encoding the value.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     let mut v = st.view(s);
+    ///     v.push(ValueRef::Number(4.0));
+    ///     v.push(ValueRef::Nil);
+    ///     v.push_copy(0);
+    ///     assert_eq!(v.peek(0), ValueRef::Number(4.0));
+    /// });
+    /// ```
+    #[inline(always)]
+    pub fn push_copy(&mut self, i: usize) {
+        if i >= self.len {
+            out_of_range("push_copy", "index", i, self.len);
+        }
+        let w = self.slot(i).load(Ordering::Relaxed);
+        if self.len == self.cap {
+            self.grow();
+        }
+        self.slot(self.len).store(w, Ordering::Release);
+        self.len += 1;
+    }
+
+    /// Overwrites slot `i` with a copy of the top slot (an interpreter's "set local"), moving the
+    /// word as it is.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    ///
+    /// ```
+    /// use lowpause::{LocalStack, ValueRef};
+    /// let heap = lowpause::Heap::new();
+    /// let mut m = heap.attach();
+    /// let mut st = LocalStack::<u64>::new(&m);
+    /// m.scope(|s| {
+    ///     let mut v = st.view(s);
+    ///     v.push(ValueRef::Nil);
+    ///     v.push(ValueRef::Bool(true));
+    ///     v.copy_top_to(0);
+    ///     assert_eq!(v.get(0), ValueRef::Bool(true));
+    /// });
+    /// ```
+    #[inline(always)]
+    pub fn copy_top_to(&mut self, i: usize) {
+        if i >= self.len {
+            out_of_range("copy_top_to", "index", i, self.len);
+        }
+        let w = self.slot(self.len - 1).load(Ordering::Relaxed);
+        self.slot(i).store(w, Ordering::Release);
+    }
+
     /// Shortens the stack to `len` slots (no effect if it holds fewer).
     #[inline(always)]
     pub fn truncate(&mut self, len: usize) {

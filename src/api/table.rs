@@ -27,7 +27,7 @@ use super::value::{Value, ValueRef};
 use super::vec::Slot;
 use super::weak::identity_hash;
 use crate::collector::Tracer;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::Trace;
 use std::fmt;
 
@@ -82,7 +82,7 @@ pub struct GcTable<K: ?Sized, E> {
     len: AtomicUsize,
     /// Entries that are live or removed (not free): what the load factor counts.
     used: AtomicUsize,
-    lock: parking_lot::Mutex<()>,
+    lock: WriteLock,
 }
 
 impl<K: ?Sized, E> GcTable<K, E> {
@@ -97,7 +97,7 @@ impl<K: ?Sized, E> GcTable<K, E> {
             entries: Member::null(),
             len: AtomicUsize::new(0),
             used: AtomicUsize::new(0),
-            lock: parking_lot::Mutex::new(()),
+            lock: WriteLock(AtomicBool::new(false)),
         }
     }
 
@@ -117,6 +117,47 @@ impl<K: ?Sized, E> GcTable<K, E> {
 impl<K: ?Sized, E> Default for GcTable<K, E> {
     fn default() -> Self {
         GcTable::new()
+    }
+}
+
+/// The writers' lock: one swap to take it and a plain release store to give it back (a
+/// `parking_lot` mutex pays a second read-modify-write to release, and writes are the table's
+/// common case in an interpreter: every field store). Held only for a probe and a few stores, or
+/// a grow (an allocation, which never waits for a cycle), so a waiter spins, then yields.
+struct WriteLock(AtomicBool);
+
+/// Holds a [`WriteLock`]; releases it when dropped, unwinding included.
+struct WriteGuard<'a>(&'a AtomicBool);
+
+impl WriteLock {
+    #[inline]
+    fn lock(&self) -> WriteGuard<'_> {
+        if self.0.swap(true, Ordering::Acquire) {
+            self.lock_slow();
+        }
+        WriteGuard(&self.0)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self) {
+        let mut spins = 0;
+        loop {
+            while self.0.load(Ordering::Relaxed) {
+                spins += 1;
+                crate::sync::spin_wait(spins);
+            }
+            if !self.0.swap(true, Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -36,7 +36,7 @@ const TRUE: usize = QNAN | 3;
 
 /// The word a slot holds for `value`: every NaN stored as the canonical one, a reference tagged
 /// with its provenance kept.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_word<T: ?Sized + GcObject>(value: ValueRef<'_, T>) -> *mut u8 {
     match value {
         ValueRef::Nil => std::ptr::without_provenance_mut(NIL),
@@ -57,7 +57,7 @@ pub(crate) fn write_word<T: ?Sized + GcObject>(value: ValueRef<'_, T>) -> *mut u
 /// # Safety
 /// `w` was made by [`write_word`] from a value of type `T` of the heap whose scope `'s` is, and
 /// its object (if any) stays allocated for all of `'s`.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn read_word<'s, T: ?Sized + GcObject>(w: *mut u8) -> ValueRef<'s, T> {
     let a = w.addr();
     // Numbers first (the common case in arithmetic): one test. Every stored NaN is the
@@ -226,7 +226,7 @@ impl<T: ?Sized + GcObject> Value<T> {
     ///
     /// # Panics
     /// If this `Value` does not lie inside an object of the scope's heap.
-    #[inline]
+    #[inline(always)]
     pub fn get<'s>(&self, s: &Scope<'s>) -> ValueRef<'s, T> {
         self.check(s, "get");
         let w = self.word.load(Ordering::Acquire);
@@ -262,7 +262,7 @@ impl<T: ?Sized + GcObject> Value<T> {
     /// let on_stack = Value::<u64>::nil();
     /// m.scope(|s| on_stack.set(s, ValueRef::Bool(true))); // panics: not inside the heap
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn set<'s>(&self, s: &Scope<'s>, value: ValueRef<'s, T>) {
         self.check(s, "set");
         let new = write_word(value);

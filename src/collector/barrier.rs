@@ -207,6 +207,8 @@ impl Collector {
     ///
     /// # Safety
     /// As for [`Collector::barriered_store`], with `decode(new)` null or an object of this heap.
+    #[cold]
+    #[inline(never)]
     pub(crate) unsafe fn barriered_store_word(
         &self,
         rec: &ThreadRecord,
