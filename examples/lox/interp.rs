@@ -58,10 +58,17 @@ pub struct LoxStr {
 #[derive(Trace)]
 pub struct Function {
     name: Member<Obj>,
-    /// The constants while the function is compiled, and as an array once it is.
-    constants: GcVec<Value<Obj>>,
+    /// The constants while the function is compiled (a separate object, dropped when the
+    /// compilation ends: it keeps every Lox object small), and as an array once it is.
+    building: Member<Constants>,
     consts: Member<[Value<Obj>]>,
-    body: OnceLock<Body>,
+    body: OnceLock<Box<Body>>,
+}
+
+/// A function's constants while it is compiled.
+#[derive(Trace)]
+pub struct Constants {
+    list: GcVec<Value<Obj>>,
 }
 
 /// A function's code, set once when its compilation ends.
@@ -678,7 +685,8 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         self.emit(op::RETURN);
     }
     fn make_constant(&mut self, v: V<'s>) -> u8 {
-        let consts = &as_fn(Gc::as_scoped(self.f().function)).constants;
+        let building = as_fn(Gc::as_scoped(self.f().function)).building.get(self.s).unwrap();
+        let consts = &Gc::as_scoped(building).list;
         if consts.len() >= 256 {
             self.error("Too many constants in one chunk.");
             return 0;
@@ -699,10 +707,11 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         let s = self.s;
         let function = s.alloc(Obj::Function(Function {
             name: Member::null(),
-            constants: GcVec::new(),
+            building: Member::null(),
             consts: Member::null(),
             body: OnceLock::new(),
         }));
+        as_fn(&function).building.set(s, Some(s.alloc(Constants { list: GcVec::new() })));
         if kind != FnKind::Script {
             let name = intern(s, self.st, self.previous.text);
             as_fn(&function).name.set(s, Some(name));
@@ -725,13 +734,15 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         let body =
             Body { code: f.code.into(), lines: f.lines.into(), arity: f.arity as u8, upvalues: f.upvalues.len() as u8 };
         let fun = as_fn(Gc::as_scoped(f.function));
-        let n = fun.constants.len();
+        let building = Gc::as_scoped(fun.building.get(self.s).unwrap());
+        let n = building.list.len();
         let consts = self.s.alloc_slice(n, |_| Value::nil());
         for (i, c) in consts.iter().enumerate() {
-            c.set(self.s, fun.constants.get(self.s, i).unwrap());
+            c.set(self.s, building.list.get(self.s, i).unwrap());
         }
         fun.consts.set(self.s, Some(consts));
-        let _ = fun.body.set(body);
+        fun.building.set(self.s, None);
+        let _ = fun.body.set(Box::new(body));
         (f.function, f.upvalues)
     }
 

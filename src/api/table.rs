@@ -27,7 +27,7 @@ use super::value::{Value, ValueRef};
 use super::vec::Slot;
 use super::weak::identity_hash;
 use crate::collector::Tracer;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::Trace;
 use std::fmt;
 
@@ -79,9 +79,9 @@ unsafe impl<K: ?Sized + GcObject, E: Slot> Trace for TableEntry<K, E> {
 pub struct GcTable<K: ?Sized, E> {
     entries: Member<[TableEntry<K, E>]>,
     /// Live entries.
-    len: AtomicUsize,
+    len: AtomicU32,
     /// Entries that are live or removed (not free): what the load factor counts.
-    used: AtomicUsize,
+    used: AtomicU32,
     lock: WriteLock,
 }
 
@@ -95,8 +95,8 @@ impl<K: ?Sized, E> GcTable<K, E> {
     pub fn new() -> GcTable<K, E> {
         GcTable {
             entries: Member::null(),
-            len: AtomicUsize::new(0),
-            used: AtomicUsize::new(0),
+            len: AtomicU32::new(0),
+            used: AtomicU32::new(0),
             lock: WriteLock(AtomicBool::new(false)),
         }
     }
@@ -104,7 +104,7 @@ impl<K: ?Sized, E> GcTable<K, E> {
     /// Entries in the table.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.len.load(Ordering::Relaxed) as usize
     }
 
     /// Whether the table has no entries.
@@ -159,6 +159,13 @@ impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+/// The panic for a table past its entry limit.
+#[cold]
+#[inline(never)]
+fn table_full(live: usize) -> ! {
+    panic!("lowpause: GcTable::insert on a table of {live} entries: a table holds at most 2^31 entries; split the data over several tables")
 }
 
 /// What a probe found.
@@ -352,7 +359,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
                 Probe::Absent(e) => slot = e,
             }
         }
-        let used = self.used.load(Ordering::Relaxed);
+        let used = self.used.load(Ordering::Relaxed) as usize;
         let reuses = slot.is_some_and(|e| e.key.word().load(Ordering::Relaxed) != super::value::NIL_WORD);
         if arr.is_none_or(|a| !reuses && (used + 1) * 4 > a.len() * 3) {
             let Probe::Absent(e) = Self::probe(self.grow(s), hash, |_, _| false) else { unreachable!() };
@@ -365,7 +372,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         e.value.store(s, value);
         e.key.set(s, ValueRef::Object(key));
         if fresh {
-            self.used.store(used + 1, Ordering::Relaxed);
+            self.used.store(used as u32 + 1, Ordering::Relaxed);
         }
         self.len.fetch_add(1, Ordering::Relaxed);
         true
@@ -377,7 +384,10 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     #[inline(never)]
     fn grow<'s>(&self, s: &Scope<'s>) -> &'s [TableEntry<K, E>] {
         let old = self.array(s);
-        let live = self.len.load(Ordering::Relaxed);
+        let live = self.len.load(Ordering::Relaxed) as usize;
+        if live >= (u32::MAX / 2) as usize {
+            table_full(live);
+        }
         let mut cap = 8;
         while (live + 1) * 2 > cap {
             cap *= 2;
@@ -397,7 +407,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
             slot.key.set(s, k);
         }
         self.entries.set(s, Some(new));
-        self.used.store(live, Ordering::Relaxed);
+        self.used.store(live as u32, Ordering::Relaxed);
         Gc::as_scoped(new)
     }
 
