@@ -21,7 +21,6 @@ use lowpause::{
 use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 const FRAMES_MAX: usize = 64;
 const STACK_MAX: usize = FRAMES_MAX * 256;
@@ -48,10 +47,15 @@ pub enum Obj {
     Bound(BoundMethod),
 }
 
+// No Lox object has drop glue: dead ones are freed by the sweep's bitmaps alone.
+const _: () = assert!(!std::mem::needs_drop::<Obj>());
+const _: () = assert!(std::mem::size_of::<Obj>() <= 48);
+
+/// A string: its bytes in a GC array of their own (so no Lox object has drop glue, and the
+/// sweep frees dead ones by their mark bits alone), and its hash, computed once.
 #[derive(Trace)]
-#[trace(leaf)]
 pub struct LoxStr {
-    chars: Box<str>,
+    bytes: Member<[u8]>,
     hash: u32,
 }
 
@@ -62,23 +66,16 @@ pub struct Function {
     /// compilation ends: it keeps every Lox object small), and as an array once it is.
     building: Member<Constants>,
     consts: Member<[Value<Obj>]>,
-    body: OnceLock<Box<Body>>,
+    /// The bytecode, set when the compilation ends.
+    code: Member<[u8]>,
+    /// Arity, upvalue count, then the source line of every instruction.
+    info: Member<[u32]>,
 }
 
 /// A function's constants while it is compiled.
 #[derive(Trace)]
 pub struct Constants {
     list: GcVec<Value<Obj>>,
-}
-
-/// A function's code, set once when its compilation ends.
-#[derive(Trace)]
-#[trace(leaf)]
-pub struct Body {
-    code: Box<[u8]>,
-    lines: Box<[u32]>,
-    arity: u8,
-    upvalues: u8,
 }
 
 #[derive(Trace)]
@@ -149,16 +146,26 @@ accessors! {
     as_upvalue: Upvalue => Upvalue, "an upvalue";
 }
 
-fn as_str(o: &Obj) -> &str {
+fn as_bytes<'s>(s: &Scope<'s>, o: &Obj) -> &'s [u8] {
     match o {
-        Obj::Str(x) => &x.chars,
+        Obj::Str(x) => Gc::as_scoped(x.bytes.get(s).unwrap()),
         _ => unreachable!("not a string"),
     }
 }
 
-fn hash_str(text: &str) -> u32 {
+/// A string's text (its bytes are UTF-8: source text and concatenations of it).
+fn as_str<'s>(s: &Scope<'s>, o: &Obj) -> &'s str {
+    std::str::from_utf8(as_bytes(s, o)).unwrap_or("<invalid UTF-8>")
+}
+
+/// A function's arity, upvalue count and instruction lines.
+fn fn_info<'s>(s: &Scope<'s>, f: &Function) -> &'s [u32] {
+    Gc::as_scoped(f.info.get(s).unwrap())
+}
+
+fn hash_str(text: &[u8]) -> u32 {
     let mut h: u32 = 2166136261;
-    for b in text.bytes() {
+    for &b in text {
         h ^= b as u32;
         h = h.wrapping_mul(16777619);
     }
@@ -205,19 +212,19 @@ fn fmt_value(s: &Scope<'_>, v: V<'_>, out: &mut String) {
 fn fmt_obj(s: &Scope<'_>, o: Gc<'_, Obj>, out: &mut String) {
     let fn_name = |f: &Function, out: &mut String| match f.name.get(s) {
         Some(n) => {
-            let _ = write!(out, "<fn {}>", as_str(&n));
+            let _ = write!(out, "<fn {}>", as_str(s, &n));
         }
         None => out.push_str("<script>"),
     };
     match &*o {
-        Obj::Str(x) => out.push_str(&x.chars),
+        Obj::Str(_) => out.push_str(as_str(s, &o)),
         Obj::Function(f) => fn_name(f, out),
         Obj::Native(_) => out.push_str("<native fn>"),
         Obj::Closure(c) => fn_name(as_fn(&c.function.get(s).unwrap()), out),
         Obj::Upvalue(_) => out.push_str("upvalue"),
-        Obj::Class(c) => out.push_str(as_str(&c.name.get(s).unwrap())),
+        Obj::Class(c) => out.push_str(as_str(s, &c.name.get(s).unwrap())),
         Obj::Instance(i) => {
-            let _ = write!(out, "{} instance", as_str(&as_class(&i.class.get(s).unwrap()).name.get(s).unwrap()));
+            let _ = write!(out, "{} instance", as_str(s, &as_class(&i.class.get(s).unwrap()).name.get(s).unwrap()));
         }
         Obj::Bound(b) => {
             let m = b.method.get(s).unwrap();
@@ -239,12 +246,20 @@ struct VmState {
 }
 
 fn intern<'s>(s: &Scope<'s>, st: &VmState, text: &str) -> Gc<'s, Obj> {
+    intern_bytes(s, st, text.as_bytes())
+}
+
+fn intern_bytes<'s>(s: &Scope<'s>, st: &VmState, text: &[u8]) -> Gc<'s, Obj> {
     let h = hash_str(text);
     let table = st.strings.get(s).unwrap();
-    if let Some((k, _)) = table.find(s, h as u64, |k| as_str(&k) == text) {
+    if let Some((k, _)) = table.find(s, h as u64, |k| as_bytes(s, &k) == text) {
         return k;
     }
-    let k = s.alloc(Obj::Str(LoxStr { chars: text.into(), hash: h }));
+    let bytes = s.alloc_slice(text.len(), |i| text[i]);
+    let k = s.alloc(Obj::Str(LoxStr { bytes: Member::null(), hash: h }));
+    if let Obj::Str(x) = &*k {
+        x.bytes.set(s, Some(bytes));
+    }
     table.insert_hashed(s, h as u64, k, ValueRef::Nil);
     k
 }
@@ -709,7 +724,8 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
             name: Member::null(),
             building: Member::null(),
             consts: Member::null(),
-            body: OnceLock::new(),
+            code: Member::null(),
+            info: Member::null(),
         }));
         as_fn(&function).building.set(s, Some(s.alloc(Constants { list: GcVec::new() })));
         if kind != FnKind::Script {
@@ -731,8 +747,6 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
     fn end_fn(&mut self) -> (Gc<'s, Obj>, Vec<(u8, bool)>) {
         self.emit_return();
         let f = self.fns.pop().unwrap();
-        let body =
-            Body { code: f.code.into(), lines: f.lines.into(), arity: f.arity as u8, upvalues: f.upvalues.len() as u8 };
         let fun = as_fn(Gc::as_scoped(f.function));
         let building = Gc::as_scoped(fun.building.get(self.s).unwrap());
         let n = building.list.len();
@@ -742,7 +756,10 @@ impl<'src, 's, 'a> Compiler<'src, 's, 'a> {
         }
         fun.consts.set(self.s, Some(consts));
         fun.building.set(self.s, None);
-        let _ = fun.body.set(Box::new(body));
+        let info =
+            [f.arity as u32, f.upvalues.len() as u32].into_iter().chain(f.lines.iter().copied()).collect::<Vec<_>>();
+        fun.info.set(self.s, Some(self.s.alloc_slice(info.len(), |i| info[i])));
+        fun.code.set(self.s, Some(self.s.alloc_slice(f.code.len(), |i| f.code[i])));
         (f.function, f.upvalues)
     }
 
@@ -1308,7 +1325,7 @@ fn load_frame<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, frame: Frame) -> Cur<'s> 
     let f = as_fn(Gc::as_scoped(function));
     Cur {
         closure,
-        code: &f.body.get().unwrap().code,
+        code: Gc::as_scoped(f.code.get(s).unwrap()),
         consts: Gc::as_scoped(f.consts.get(s).unwrap()),
         ip: frame.ip,
         base: frame.base,
@@ -1475,7 +1492,7 @@ impl Vm {
                 let closure: Gc<'s, Obj> = $closure;
                 let argc: usize = $argc;
                 let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
-                let arity = as_fn(Gc::as_scoped(function)).body.get().unwrap().arity as usize;
+                let arity = fn_info(s, as_fn(Gc::as_scoped(function)))[0] as usize;
                 if argc != arity {
                     fail!("Expected {} arguments but got {}.", arity, argc);
                 }
@@ -1530,7 +1547,7 @@ impl Vm {
                 let name: Gc<'s, Obj> = $name;
                 match as_class(&$class).methods.get(s, name) {
                     Some(ValueRef::Object(m)) => call_closure!(m, $argc),
-                    _ => fail!("Undefined property '{}'.", as_str(&name)),
+                    _ => fail!("Undefined property '{}'.", as_str(s, &name)),
                 }
             }};
         }
@@ -1547,7 +1564,7 @@ impl Vm {
                         }
                         stack.poke(0, ValueRef::Object(b));
                     }
-                    _ => fail!("Undefined property '{}'.", as_str(&name)),
+                    _ => fail!("Undefined property '{}'.", as_str(s, &name)),
                 }
             }};
         }
@@ -1593,7 +1610,7 @@ impl Vm {
                     let name = string!();
                     match st.globals.get(s, name) {
                         Some(v) => push!(v),
-                        None => fail!("Undefined variable '{}'.", as_str(&name)),
+                        None => fail!("Undefined variable '{}'.", as_str(s, &name)),
                     }
                 }
                 op::DEFINE_GLOBAL => {
@@ -1606,7 +1623,7 @@ impl Vm {
                     if st.globals.insert(s, name, peek!(0)) {
                         // It was not defined: undo, as clox does.
                         st.globals.remove(s, name);
-                        fail!("Undefined variable '{}'.", as_str(&name));
+                        fail!("Undefined variable '{}'.", as_str(s, &name));
                     }
                 }
                 op::GET_UPVALUE => {
@@ -1668,10 +1685,11 @@ impl Vm {
                     (ValueRef::Object(a), ValueRef::Object(b))
                         if matches!(&*a, Obj::Str(_)) && matches!(&*b, Obj::Str(_)) =>
                     {
-                        let mut t = String::with_capacity(as_str(&a).len() + as_str(&b).len());
-                        t.push_str(as_str(&a));
-                        t.push_str(as_str(&b));
-                        let r = intern(s, st, &t);
+                        let (x, y) = (as_bytes(s, &a), as_bytes(s, &b));
+                        let mut t = Vec::with_capacity(x.len() + y.len());
+                        t.extend_from_slice(x);
+                        t.extend_from_slice(y);
+                        let r = intern_bytes(s, st, &t);
                         pop!();
                         stack.poke(0, ValueRef::Object(r));
                     }
@@ -1740,7 +1758,7 @@ impl Vm {
                 }
                 op::CLOSURE => {
                     let ValueRef::Object(function) = constant!() else { unreachable!() };
-                    let n = as_fn(Gc::as_scoped(function)).body.get().unwrap().upvalues as usize;
+                    let n = fn_info(s, as_fn(Gc::as_scoped(function)))[1] as usize;
                     let ups = s.alloc_slice(n, |_| Member::<Obj>::null());
                     let closure = s.alloc(Obj::Closure(Closure { function: Member::null(), upvalues: Member::null() }));
                     let c = as_closure(Gc::as_scoped(closure));
@@ -1845,10 +1863,10 @@ fn stack_trace(s: &Scope<'_>, frames: &[Frame], closures: &StackView<'_, '_, Obj
         let ValueRef::Object(closure) = closures.get(i) else { unreachable!("a frame's closure") };
         let function = as_closure(&closure).function.get(s).unwrap();
         let fun = as_fn(&function);
-        let line = fun.body.get().unwrap().lines[f.ip.saturating_sub(1)];
+        let line = fn_info(s, fun)[2 + f.ip.saturating_sub(1)];
         match fun.name.get(s) {
             Some(n) => {
-                let _ = writeln!(t, "[line {line}] in {}()", as_str(&n));
+                let _ = writeln!(t, "[line {line}] in {}()", as_str(s, &n));
             }
             None => {
                 let _ = writeln!(t, "[line {line}] in script");
