@@ -1322,7 +1322,12 @@ struct Cur<'s> {
 
 fn load_frame<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, frame: Frame) -> Cur<'s> {
     let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
-    let f = as_fn(Gc::as_scoped(function));
+    frame_of(s, closure, as_fn(Gc::as_scoped(function)), frame)
+}
+
+/// The frame of `closure`, whose function is `f`.
+#[inline(always)]
+fn frame_of<'s>(s: &Scope<'s>, closure: Gc<'s, Obj>, f: &'s Function, frame: Frame) -> Cur<'s> {
     Cur {
         closure,
         code: Gc::as_scoped(f.code.get(s).unwrap()),
@@ -1491,8 +1496,8 @@ impl Vm {
             ($closure:expr, $argc:expr) => {{
                 let closure: Gc<'s, Obj> = $closure;
                 let argc: usize = $argc;
-                let function = as_closure(Gc::as_scoped(closure)).function.get(s).unwrap();
-                let arity = fn_info(s, as_fn(Gc::as_scoped(function)))[0] as usize;
+                let function = as_fn(Gc::as_scoped(as_closure(Gc::as_scoped(closure)).function.get(s).unwrap()));
+                let arity = fn_info(s, function)[0] as usize;
                 if argc != arity {
                     fail!("Expected {} arguments but got {}.", arity, argc);
                 }
@@ -1503,7 +1508,7 @@ impl Vm {
                 let f = Frame { ip: 0, base: stack.len() - argc - 1 };
                 frames.push(f);
                 closures.push(ValueRef::Object(closure));
-                cur = load_frame(s, closure, f);
+                cur = frame_of(s, closure, function, f);
                 tick!();
             }};
         }

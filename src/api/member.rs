@@ -63,7 +63,7 @@ impl<T: ?Sized> Default for Member<T> {
 /// Panics unless the slot at `addr` (a `kind`: `Member`, `Value`) lies inside the scope's heap.
 #[inline(always)]
 pub(crate) fn check_in_heap(s: &Scope<'_>, addr: usize, kind: &'static str, op: &'static str) {
-    if !s.collector().memory.contains(addr) {
+    if !s.in_heap(addr) {
         off_heap(addr, kind, op);
     }
 }

@@ -34,6 +34,11 @@ pub struct Scope<'s> {
     shared: &'s Arc<Shared>,
     collector: &'s Collector,
     rec: &'s ThreadRecord,
+    /// The heap's reservation (first address and length), copied here so that the range check of
+    /// every `Member` and `Value` access is one subtraction and one compare against data in the
+    /// scope itself.
+    heap_base: usize,
+    heap_len: usize,
     /// Invariant in `'s`, and neither `Send` nor `Sync`.
     _brand: PhantomData<*mut &'s ()>,
 }
@@ -66,7 +71,15 @@ fn too_large(len: usize, elem: usize, reservation: usize) -> ! {
 
 impl<'s> Scope<'s> {
     pub(crate) fn new(shared: &'s Arc<Shared>, rec: &'s ThreadRecord) -> Scope<'s> {
-        Scope { shared, collector: &shared.collector, rec, _brand: PhantomData }
+        let memory = &shared.collector.memory;
+        Scope {
+            shared,
+            collector: &shared.collector,
+            rec,
+            heap_base: memory.base(),
+            heap_len: memory.len(),
+            _brand: PhantomData,
+        }
     }
 
     #[inline(always)]
@@ -77,6 +90,12 @@ impl<'s> Scope<'s> {
     #[inline(always)]
     pub(crate) fn collector(&self) -> &'s Collector {
         self.collector
+    }
+
+    /// Whether `addr` lies inside this scope's heap.
+    #[inline(always)]
+    pub(crate) fn in_heap(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.heap_base) < self.heap_len
     }
 
     #[inline(always)]
