@@ -388,7 +388,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         if live >= (u32::MAX / 2) as usize {
             table_full(live);
         }
-        let mut cap = 8;
+        let mut cap = 4;
         while (live + 1) * 2 > cap {
             cap *= 2;
         }
