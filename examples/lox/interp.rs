@@ -1484,7 +1484,8 @@ impl Vm {
             () => {{
                 match (peek!(1), peek!(0)) {
                     (ValueRef::Number(a), ValueRef::Number(b)) => {
-                        stack.truncate(stack.len() - 2);
+                        // The result overwrites the left operand's slot (`poke(0, ..)`).
+                        stack.truncate(stack.len() - 1);
                         (a, b)
                     }
                     _ => fail!("Operands must be numbers."),
@@ -1676,11 +1677,11 @@ impl Vm {
                 }
                 op::GREATER => {
                     let (a, b) = num2!();
-                    push!(ValueRef::Bool(a > b));
+                    stack.poke(0, ValueRef::Bool(a > b));
                 }
                 op::LESS => {
                     let (a, b) = num2!();
-                    push!(ValueRef::Bool(a < b));
+                    stack.poke(0, ValueRef::Bool(a < b));
                 }
                 op::ADD => match (peek!(1), peek!(0)) {
                     (ValueRef::Number(a), ValueRef::Number(b)) => {
@@ -1702,15 +1703,15 @@ impl Vm {
                 },
                 op::SUBTRACT => {
                     let (a, b) = num2!();
-                    push!(ValueRef::Number(a - b));
+                    stack.poke(0, ValueRef::Number(a - b));
                 }
                 op::MULTIPLY => {
                     let (a, b) = num2!();
-                    push!(ValueRef::Number(a * b));
+                    stack.poke(0, ValueRef::Number(a * b));
                 }
                 op::DIVIDE => {
                     let (a, b) = num2!();
-                    push!(ValueRef::Number(a / b));
+                    stack.poke(0, ValueRef::Number(a / b));
                 }
                 op::NOT => {
                     let v = peek!(0);
