@@ -1477,7 +1477,15 @@ impl Vm {
         macro_rules! fail {
             ($($msg:tt)*) => {{
                 save!();
-                return Step::Error(stack_trace(s, frames, &closures, format!($($msg)*)));
+                // The frames' closures, read here: the views never leave this function, so
+                // their fields can stay in registers.
+                let cls: Vec<Gc<'s, Obj>> = (0..frames.len())
+                    .map(|i| match closures.get(i) {
+                        ValueRef::Object(c) => c,
+                        _ => unreachable!("a frame's closure"),
+                    })
+                    .collect();
+                return Step::Error(stack_trace(s, frames, &cls, format!($($msg)*)));
             }};
         }
         macro_rules! num2 {
@@ -1862,11 +1870,10 @@ fn capture_upvalue<'s>(s: &Scope<'s>, st: &VmState, slot: usize) -> Gc<'s, Obj> 
 }
 
 /// The runtime error message and the stack trace, innermost call first.
-fn stack_trace(s: &Scope<'_>, frames: &[Frame], closures: &StackView<'_, '_, Obj>, msg: String) -> String {
+fn stack_trace(s: &Scope<'_>, frames: &[Frame], closures: &[Gc<'_, Obj>], msg: String) -> String {
     let mut t = msg;
     t.push('\n');
-    for (i, f) in frames.iter().enumerate().rev() {
-        let ValueRef::Object(closure) = closures.get(i) else { unreachable!("a frame's closure") };
+    for (f, &closure) in frames.iter().zip(closures).rev() {
         let function = as_closure(&closure).function.get(s).unwrap();
         let fun = as_fn(&function);
         let line = fn_info(s, fun)[2 + f.ip.saturating_sub(1)];
@@ -1882,6 +1889,9 @@ fn stack_trace(s: &Scope<'_>, frames: &[Frame], closures: &StackView<'_, '_, Obj
     t
 }
 
+/// Inlined: it takes the stack's view by reference, which would otherwise keep the view's fields
+/// in memory for the whole dispatch loop.
+#[inline(always)]
 fn close_upvalues<'s>(s: &Scope<'s>, st: &VmState, stack: &StackView<'_, 's, Obj>, last: usize) {
     while let Some(u) = st.open_upvalues.get(s) {
         let up = as_upvalue(Gc::as_scoped(u));

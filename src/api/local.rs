@@ -399,21 +399,24 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
     #[inline(always)]
     pub fn push(&mut self, v: ValueRef<'s, T>) {
         if self.len == self.cap {
-            self.grow();
+            (self.words, self.cap) = Self::grow(self.stack, self.len);
         }
         self.slot(self.len).store(write_word(v), Ordering::Release);
         self.len += 1;
     }
 
+    /// Grows the stack's array (the view's length first written back) and returns the new
+    /// array's address and capacity. Takes no reference to the view, so that the view's fields
+    /// can live in registers in the caller's loop.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self) {
-        self.stack.buf.len.store(self.len, Ordering::Relaxed);
+    fn grow(stack: &mut LocalStack<T>, len: usize) -> (*const crate::sync::AtomicPtr<u8>, usize) {
+        stack.buf.len.store(len, Ordering::Relaxed);
         // SAFETY: the owner inside a scope (checked when the view was made); no slice of the
-        // array is held (the view holds only its address, reloaded below).
-        unsafe { self.stack.buf.grow(self.len + 1) };
-        let words = self.stack.words();
-        (self.words, self.cap) = (words.as_ptr(), words.len());
+        // array is held (the view holds only its address, replaced by the caller).
+        unsafe { stack.buf.grow(len + 1) };
+        let words = stack.words();
+        (words.as_ptr(), words.len())
     }
 
     /// Removes the top slot and returns what it held.
@@ -503,7 +506,7 @@ impl<'s, T: ?Sized + GcObject> StackView<'_, 's, T> {
         }
         let w = self.slot(i).load(Ordering::Relaxed);
         if self.len == self.cap {
-            self.grow();
+            (self.words, self.cap) = Self::grow(self.stack, self.len);
         }
         self.slot(self.len).store(w, Ordering::Release);
         self.len += 1;
