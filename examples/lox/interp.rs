@@ -164,7 +164,11 @@ fn fn_info<'s>(s: &Scope<'s>, f: &Function) -> &'s [u32] {
 }
 
 fn hash_str(text: &[u8]) -> u32 {
-    let mut h: u32 = 2166136261;
+    hash_continue(2166136261, text)
+}
+
+/// FNV-1a over `text`, continuing from `h`.
+fn hash_continue(mut h: u32, text: &[u8]) -> u32 {
     for &b in text {
         h ^= b as u32;
         h = h.wrapping_mul(16777619);
@@ -250,12 +254,23 @@ fn intern<'s>(s: &Scope<'s>, st: &VmState, text: &str) -> Gc<'s, Obj> {
 }
 
 fn intern_bytes<'s>(s: &Scope<'s>, st: &VmState, text: &[u8]) -> Gc<'s, Obj> {
-    let h = hash_str(text);
+    intern_concat(s, st, text, &[])
+}
+
+/// Interns the concatenation of `x` and `y`, without building it first: hashed and compared in
+/// two parts, copied once into the new string's array.
+fn intern_concat<'s>(s: &Scope<'s>, st: &VmState, x: &[u8], y: &[u8]) -> Gc<'s, Obj> {
+    let h = hash_continue(hash_str(x), y);
     let table = st.strings.get(s).unwrap();
-    if let Some((k, _)) = table.find(s, h as u64, |k| as_bytes(s, &k) == text) {
+    let len = x.len() + y.len();
+    let found = table.find(s, h as u64, |k| {
+        let b = as_bytes(s, &k);
+        b.len() == len && b.starts_with(x) && b.ends_with(y)
+    });
+    if let Some((k, _)) = found {
         return k;
     }
-    let bytes = s.alloc_slice(text.len(), |i| text[i]);
+    let bytes = s.alloc_slice(len, |i| if i < x.len() { x[i] } else { y[i - x.len()] });
     let k = s.alloc(Obj::Str(LoxStr { bytes: Member::null(), hash: h }));
     if let Obj::Str(x) = &*k {
         x.bytes.set(s, Some(bytes));
@@ -1699,11 +1714,7 @@ impl Vm {
                     (ValueRef::Object(a), ValueRef::Object(b))
                         if matches!(&*a, Obj::Str(_)) && matches!(&*b, Obj::Str(_)) =>
                     {
-                        let (x, y) = (as_bytes(s, &a), as_bytes(s, &b));
-                        let mut t = Vec::with_capacity(x.len() + y.len());
-                        t.extend_from_slice(x);
-                        t.extend_from_slice(y);
-                        let r = intern_bytes(s, st, &t);
+                        let r = intern_concat(s, st, as_bytes(s, &a), as_bytes(s, &b));
                         pop!();
                         stack.poke(0, ValueRef::Object(r));
                     }

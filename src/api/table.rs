@@ -25,7 +25,7 @@ use super::member::{check_in_heap, Member};
 use super::scope::Scope;
 use super::value::{Value, ValueRef};
 use super::vec::Slot;
-use super::weak::identity_hash;
+use super::weak::{identity_hash, mix};
 use crate::collector::Tracer;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::Trace;
@@ -277,6 +277,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         mut eq: impl FnMut(Gc<'s, K>) -> bool,
     ) -> Option<(Gc<'s, K>, E::Ref<'s>)> {
         self.check(s, "find");
+        let hash = mix(hash);
         let arr = self.array(s)?;
         let mut key = None;
         let probe = Self::probe(arr, hash, |e, w| {
@@ -342,7 +343,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     /// ```
     pub fn insert_hashed<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>, value: E::Ref<'s>) -> bool {
         self.check(s, "insert_hashed");
-        self.store(s, hash, key, value)
+        self.store(s, mix(hash), key, value)
     }
 
     fn store<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>, value: E::Ref<'s>) -> bool {
@@ -430,7 +431,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     /// ```
     pub fn remove<'s>(&self, s: &Scope<'s>, key: Gc<'s, K>) -> bool {
         self.check(s, "remove");
-        self.remove_hashed(s, identity_hash(key.payload().as_ptr() as usize), key)
+        self.remove_at(s, identity_hash(key.payload().as_ptr() as usize), key)
     }
 
     /// Removes the entry of this very `key` object, added under `hash`; true if there was one.
@@ -452,6 +453,11 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     /// ```
     pub fn remove_hashed<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>) -> bool {
         self.check(s, "remove_hashed");
+        self.remove_at(s, mix(hash), key)
+    }
+
+    /// Removes `key`'s entry, found under the table's own `hash` of it.
+    fn remove_at<'s>(&self, s: &Scope<'s>, hash: u64, key: Gc<'s, K>) -> bool {
         let _g = self.lock.lock();
         let want = super::value::write_word(ValueRef::Object(key));
         let Some(arr) = self.array(s) else { return false };
