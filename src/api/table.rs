@@ -7,8 +7,13 @@
 //! from the collector beyond what a `GcVec` needs.
 //!
 //! **Reads take no lock.** A reader loads the array (the table's member), probes it and reads
-//! the value slot. A writer fills a new entry's hash and value before its key (a release store),
-//! so a reader that sees the key sees the rest. Growing builds a complete new array and then
+//! the value slot. Each entry is a small seqlock: a writer that changes an entry's *key* (an
+//! insert into a free or removed entry, a removal) makes the entry's sequence number odd, fences,
+//! writes, and makes it even again; a reader reads the number, the key and the value, fences,
+//! and rereads the number, and retries the entry if it changed or was odd. So a lookup never
+//! pairs a key with a value it did not have (an attack paired a key with the value of the key
+//! that reused its entry in between). Updating the value of a present key changes no key and
+//! takes no sequence number: a reader sees the old value or the new one. Growing builds a complete new array and then
 //! points the member at it; the old one stays intact, so a reader that loaded it finds what it
 //! held (a moment stale) and the array stays allocated while its scope can reach it.
 //! **Writes take the table's small lock**, so concurrent writers never lose an entry or leave a
@@ -33,9 +38,23 @@ use std::fmt;
 
 /// One entry of a table's array.
 pub(crate) struct TableEntry<K: ?Sized, E> {
-    hash: AtomicU64,
+    /// The key's hash (its low 32 bits) above a sequence number, odd while a writer changes
+    /// the entry's key (readers retry: see the module comment).
+    meta: AtomicU64,
     key: Value<K>,
     value: E,
+}
+
+/// The `meta` word of an entry for `hash` with sequence number `seq`.
+#[inline(always)]
+fn meta(hash: u64, seq: u64) -> u64 {
+    (hash << 32) | (seq & 0xffff_ffff)
+}
+
+/// The hash bits an entry keeps (the position in the array and the compare of `find`).
+#[inline(always)]
+fn hash_of(meta: u64) -> u64 {
+    meta >> 32
 }
 
 // SAFETY: an entry's references are its key slot and its value slot, both handed to the tracer
@@ -199,7 +218,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         mut eq: impl FnMut(&'s TableEntry<K, E>, *mut u8) -> bool,
     ) -> Probe<'s, K, E> {
         let mask = arr.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = (hash & 0xffff_ffff) as usize & mask;
         let mut reuse = None;
         // Never full (the load factor is at most 3/4), so a free entry ends every chain; the
         // bound only guards against a table a racing writer left momentarily odd.
@@ -219,6 +238,63 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
             i = (i + 1) & mask;
         }
         Probe::Absent(reuse)
+    }
+
+    /// A reader's probe (no lock held): walks `hash`'s chain, reads every entry whose key
+    /// `accept`s consistently (key and value of one moment, by the entry's sequence number), and
+    /// returns the first that `take` wants. `take` runs after the read is checked, so nothing it
+    /// does to the table makes the read retry.
+    #[inline(always)]
+    fn probe_read<'s>(
+        arr: &'s [TableEntry<K, E>],
+        hash: u64,
+        mut accept: impl FnMut(u64, *mut u8) -> bool,
+        mut take: impl FnMut(*mut u8, E::Ref<'s>) -> bool,
+    ) -> Option<(*mut u8, E::Ref<'s>)> {
+        let mask = arr.len() - 1;
+        let mut i = (hash & 0xffff_ffff) as usize & mask;
+        let mut probed = 0;
+        while probed < arr.len() {
+            let e = &arr[i];
+            let m1 = e.meta.load(Ordering::Acquire);
+            let w = e.key.word().load(Ordering::Acquire);
+            if w == super::value::NIL_WORD {
+                return None;
+            }
+            if super::value::decode(w) != 0 && accept(m1, w) {
+                // SAFETY: the entry lies in the table's array, in the scope's heap (checked by
+                // the caller).
+                let v = unsafe { e.value.load_unchecked() };
+                crate::sync::fence(Ordering::Acquire);
+                if m1 & 1 != 0 || e.meta.load(Ordering::Relaxed) != m1 {
+                    // A writer changed the entry meanwhile: read it again.
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if take(w, v) {
+                    return Some((w, v));
+                }
+            }
+            i = (i + 1) & mask;
+            probed += 1;
+        }
+        None
+    }
+
+    /// Makes `e`'s sequence number odd before a writer changes its key (the lock is held);
+    /// returns the number to publish when done (with [`GcTable::end_change`]).
+    #[inline(always)]
+    fn begin_change(e: &TableEntry<K, E>) -> u64 {
+        let m = e.meta.load(Ordering::Relaxed);
+        e.meta.store(meta(hash_of(m), m + 1), Ordering::Relaxed);
+        crate::sync::fence(Ordering::Release);
+        m + 2
+    }
+
+    /// Ends a change begun by [`GcTable::begin_change`], with the entry's new hash.
+    #[inline(always)]
+    fn end_change(e: &TableEntry<K, E>, hash: u64, seq: u64) {
+        e.meta.store(meta(hash & 0xffff_ffff, seq), Ordering::Release);
     }
 
     /// The value stored for `key` (by identity).
@@ -243,11 +319,8 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         self.check(s, "get");
         let arr = self.array(s)?;
         let want = super::value::write_word(ValueRef::Object(key));
-        match Self::probe(arr, identity_hash(key.payload().as_ptr() as usize), |_, w| w == want) {
-            // SAFETY: the entry lies in the table's array, in the scope's heap (checked).
-            Probe::Found(e) => Some(unsafe { e.value.load_unchecked() }),
-            Probe::Absent(_) => None,
-        }
+        Self::probe_read(arr, identity_hash(key.payload().as_ptr() as usize), |_, w| w == want, |_, _| true)
+            .map(|(_, v)| v)
     }
 
     /// The entry whose hash is `hash` and whose key `eq` accepts: its key and value.
@@ -279,26 +352,25 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         self.check(s, "find");
         let hash = mix(hash);
         let arr = self.array(s)?;
+        let h = hash & 0xffff_ffff;
         let mut key = None;
-        let probe = Self::probe(arr, hash, |e, w| {
-            if e.hash.load(Ordering::Relaxed) != hash {
-                return false;
-            }
-            // SAFETY: a key word of an array of this heap, written from a `Gc<K>` of a scope of
-            // it; the array (which holds it) is reachable from this scope.
-            match unsafe { super::value::read_word::<K>(w) } {
-                ValueRef::Object(k) if eq(k) => {
-                    key = Some(k);
-                    true
+        let (_, v) = Self::probe_read(
+            arr,
+            hash,
+            |m, _| hash_of(m) == h,
+            |w, _| {
+                // SAFETY: a key word of an array of this heap, written from a `Gc<K>` of a scope
+                // of it; the array (which holds it) is reachable from this scope.
+                match unsafe { super::value::read_word::<K>(w) } {
+                    ValueRef::Object(k) if eq(k) => {
+                        key = Some(k);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            }
-        });
-        match (probe, key) {
-            // SAFETY: as in `get`.
-            (Probe::Found(e), Some(k)) => Some((k, unsafe { e.value.load_unchecked() })),
-            _ => None,
-        }
+            },
+        )?;
+        key.map(|k| (k, v))
     }
 
     /// Stores `value` for `key` (by identity); true if the key was not in the table.
@@ -368,12 +440,14 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         }
         let e = slot.expect("a table below its load factor has a free entry");
         let fresh = e.key.word().load(Ordering::Relaxed) == super::value::NIL_WORD;
-        // Hash and value before the key (a release store): a reader that sees the key sees them.
-        e.hash.store(hash, Ordering::Relaxed);
+        // A key change: under the entry's sequence number (readers retry meanwhile).
+        let seq = Self::begin_change(e);
         e.value.store(s, value);
         e.key.set(s, ValueRef::Object(key));
+        Self::end_change(e, hash, seq);
         if fresh {
-            self.used.store(used as u32 + 1, Ordering::Relaxed);
+            // Not `used + 1`: a grow above reset the count to the live entries.
+            self.used.fetch_add(1, Ordering::Relaxed);
         }
         self.len.fetch_add(1, Ordering::Relaxed);
         true
@@ -393,17 +467,18 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         while (live + 1) * 2 > cap {
             cap *= 2;
         }
-        let new = s.alloc_slice(cap, |_| TableEntry { hash: AtomicU64::new(0), key: Value::nil(), value: E::empty() });
+        let new = s.alloc_slice(cap, |_| TableEntry { meta: AtomicU64::new(0), key: Value::nil(), value: E::empty() });
         for e in old.into_iter().flatten() {
             let w = e.key.word().load(Ordering::Relaxed);
             if super::value::decode(w) == 0 {
                 continue;
             }
-            let hash = e.hash.load(Ordering::Relaxed);
+            let hash = hash_of(e.meta.load(Ordering::Relaxed));
             let Probe::Absent(Some(slot)) = Self::probe(&new, hash, |_, _| false) else { unreachable!() };
             // SAFETY: both arrays lie in the scope's heap; the words were written from values of it.
             let (k, v) = unsafe { (e.key.get_unchecked(), e.value.load_unchecked()) };
-            slot.hash.store(hash, Ordering::Relaxed);
+            // The new array is published (a release store of the member) after it is filled.
+            slot.meta.store(meta(hash, 0), Ordering::Relaxed);
             slot.value.store(s, v);
             slot.key.set(s, k);
         }
@@ -462,9 +537,12 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let want = super::value::write_word(ValueRef::Object(key));
         let Some(arr) = self.array(s) else { return false };
         let Probe::Found(e) = Self::probe(arr, hash, |_, w| w == want) else { return false };
-        // The key word of a removed entry is `true` (a free one's is nil).
+        // The key word of a removed entry is `true` (a free one's is nil); a key change, under
+        // the entry's sequence number.
+        let seq = Self::begin_change(e);
         e.key.set(s, ValueRef::Bool(true));
         e.value.store(s, E::empty_ref());
+        Self::end_change(e, hash, seq);
         self.len.fetch_sub(1, Ordering::Relaxed);
         true
     }
@@ -492,10 +570,19 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     pub fn for_each<'s>(&self, s: &Scope<'s>, mut f: impl FnMut(Gc<'s, K>, E::Ref<'s>)) {
         self.check(s, "for_each");
         for e in self.array(s).into_iter().flatten() {
-            // SAFETY: an entry of the table's array, in the scope's heap.
-            if let ValueRef::Object(k) = unsafe { e.key.get_unchecked() } {
-                // SAFETY: as above.
-                f(k, unsafe { e.value.load_unchecked() });
+            // Each entry read consistently (as a probe does), then handed to `f`.
+            let read = loop {
+                let m1 = e.meta.load(Ordering::Acquire);
+                // SAFETY: an entry of the table's array, in the scope's heap.
+                let (k, v) = unsafe { (e.key.get_unchecked(), e.value.load_unchecked()) };
+                crate::sync::fence(Ordering::Acquire);
+                if m1 & 1 == 0 && e.meta.load(Ordering::Relaxed) == m1 {
+                    break (k, v);
+                }
+                std::hint::spin_loop();
+            };
+            if let (ValueRef::Object(k), v) = read {
+                f(k, v);
             }
         }
     }
