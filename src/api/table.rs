@@ -240,8 +240,8 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         Probe::Absent(reuse)
     }
 
-    /// A reader's probe (no lock held): walks `hash`'s chain, reads every entry whose key
-    /// `accept`s consistently (key and value of one moment, by the entry's sequence number), and
+    /// A reader's probe (no lock held): walks `hash`'s chain, reads every entry whose key word
+    /// `accept`s (which must refuse the free and removed words) consistently (key and value of one moment, by the entry's sequence number), and
     /// returns the first that `take` wants. `take` runs after the read is checked, so nothing it
     /// does to the table makes the read retry.
     #[inline(always)]
@@ -252,16 +252,16 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         mut take: impl FnMut(*mut u8, E::Ref<'s>) -> bool,
     ) -> Option<(*mut u8, E::Ref<'s>)> {
         let mask = arr.len() - 1;
+        debug_assert!(arr.len().is_power_of_two());
         let mut i = (hash & 0xffff_ffff) as usize & mask;
         let mut probed = 0;
-        while probed < arr.len() {
-            let e = &arr[i];
+        loop {
+            // SAFETY: `i <= mask < arr.len()` (the length is a power of two: `grow` makes only
+            // such arrays).
+            let e = unsafe { arr.get_unchecked(i) };
             let m1 = e.meta.load(Ordering::Acquire);
             let w = e.key.word().load(Ordering::Acquire);
-            if w == super::value::NIL_WORD {
-                return None;
-            }
-            if super::value::decode(w) != 0 && accept(m1, w) {
+            if accept(m1, w) {
                 // SAFETY: the entry lies in the table's array, in the scope's heap (checked by
                 // the caller).
                 let v = unsafe { e.value.load_unchecked() };
@@ -274,11 +274,15 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
                 if take(w, v) {
                     return Some((w, v));
                 }
+            } else if w == super::value::NIL_WORD {
+                return None;
             }
             i = (i + 1) & mask;
             probed += 1;
+            if probed == arr.len() {
+                return None;
+            }
         }
-        None
     }
 
     /// Makes `e`'s sequence number odd before a writer changes its key (the lock is held);
@@ -357,7 +361,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let (_, v) = Self::probe_read(
             arr,
             hash,
-            |m, _| hash_of(m) == h,
+            |m, w| hash_of(m) == h && super::value::decode(w) != 0,
             |w, _| {
                 // SAFETY: a key word of an array of this heap, written from a `Gc<K>` of a scope
                 // of it; the array (which holds it) is reachable from this scope.
