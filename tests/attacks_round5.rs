@@ -5,10 +5,10 @@
 //! written back stale after a grow) and t7 and t8 (a lookup could pair a key with the value of a
 //! key that reused its entry meanwhile: entries are now small seqlocks).
 mod common;
-use common::{assert_heap_usable, panic_message, within};
+use common::{assert_heap_usable, panic_message, within, BackgroundCollector as Collector};
 use lowpause::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,44 +45,6 @@ fn obj_of<'s>(v: ValueRef<'s, Obj>) -> Gc<'s, Obj> {
     match v {
         ValueRef::Object(o) => o,
         other => panic!("expected an object, found {other:?}"),
-    }
-}
-
-/// Another thread collecting in a loop until the guard is dropped.
-struct Collector {
-    stop: Arc<AtomicBool>,
-    cycles: Arc<AtomicU64>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Collector {
-    fn start(heap: &Heap) -> Collector {
-        let stop = Arc::new(AtomicBool::new(false));
-        let cycles = Arc::new(AtomicU64::new(0));
-        let handle = {
-            let (heap, stop, cycles) = (heap.clone(), stop.clone(), cycles.clone());
-            std::thread::spawn(move || {
-                let mut m = heap.attach();
-                while !stop.load(Ordering::SeqCst) {
-                    m.collect();
-                    cycles.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        };
-        Collector { stop, cycles, handle: Some(handle) }
-    }
-    fn cycles(&self) -> u64 {
-        self.cycles.load(Ordering::SeqCst)
-    }
-    fn finish(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.take().unwrap().join().expect("the collecting thread panicked (verifier?)");
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_heap_usable, panic_message};
+use common::{assert_heap_usable, panic_message, BackgroundCollector};
 use lowpause::{Heap, LocalStack, Member, Trace, ValueRef};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -76,18 +76,7 @@ struct Cell {
 fn cycles_complete_while_a_thread_stays_in_one_session_and_its_stack_is_intact() {
     for workers in [0, 1] {
         let heap = verified(workers);
-        let stop = Arc::new(AtomicBool::new(false));
-        let cycles = Arc::new(AtomicU64::new(0));
-        let collector = {
-            let (heap, stop, cycles) = (heap.clone(), stop.clone(), cycles.clone());
-            std::thread::spawn(move || {
-                let mut m = heap.attach();
-                while !stop.load(Ordering::SeqCst) {
-                    m.collect();
-                    cycles.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        };
+        let collector = BackgroundCollector::start(&heap);
         let mut m = heap.attach();
         let mut st = LocalStack::<Cell>::new(&m);
         let start = Instant::now();
@@ -95,7 +84,7 @@ fn cycles_complete_while_a_thread_stays_in_one_session_and_its_stack_is_intact()
             sess.scope(|s| st.push(s, ValueRef::Nil));
             let mut len = 0u64;
             // Until the other thread has completed three collections during the session.
-            while cycles.load(Ordering::SeqCst) < 3 {
+            while collector.cycles() < 3 {
                 assert!(start.elapsed() < Duration::from_secs(60), "no collection completed");
                 sess.scope(|s| {
                     for _ in 0..50 {
@@ -119,8 +108,7 @@ fn cycles_complete_while_a_thread_stays_in_one_session_and_its_stack_is_intact()
             }
             check_list(sess, &mut st, len);
         });
-        stop.store(true, Ordering::SeqCst);
-        collector.join().unwrap();
+        collector.finish();
         assert!(heap.stats().freed_objects > 0);
     }
 }

@@ -4,7 +4,8 @@
 use lowpause::{Heap, Member, Mutator, Root, Trace};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 #[derive(Trace)]
@@ -64,5 +65,43 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "{what}: not within {secs} s");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Another thread collecting in a loop until the guard is dropped.
+pub struct BackgroundCollector {
+    stop: Arc<AtomicBool>,
+    cycles: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundCollector {
+    pub fn start(heap: &Heap) -> BackgroundCollector {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cycles = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (heap, stop, cycles) = (heap.clone(), stop.clone(), cycles.clone());
+            std::thread::spawn(move || {
+                let mut m = heap.attach();
+                while !stop.load(Ordering::SeqCst) {
+                    m.collect();
+                    cycles.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        BackgroundCollector { stop, cycles, handle: Some(handle) }
+    }
+    pub fn cycles(&self) -> u64 {
+        self.cycles.load(Ordering::SeqCst)
+    }
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().unwrap().join().expect("the collecting thread panicked (verifier?)");
+    }
+}
+
+impl Drop for BackgroundCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
