@@ -187,6 +187,111 @@ fn table_full(live: usize) -> ! {
     panic!("lowpause: GcTable::insert on a table of {live} entries: a table holds at most 2^31 entries; split the data over several tables")
 }
 
+/// An entry's seqlock: the sequence number in the low 32 bits of its `meta` word, odd while a
+/// writer (holding the table's lock) changes the entry's key. A reader loads the word with
+/// [`start`](seq::start), reads the key and the value, and keeps what it read only if
+/// [`unchanged`](seq::unchanged) says no writer began a change meanwhile (Boehm's seqlock: the
+/// writer's release fence after making the number odd, the reader's acquire fence before
+/// rereading it). Checked by the loom model `loom_table_entry_reads_never_pair_a_key_with_another_keys_value`.
+mod seq {
+    use super::{hash_of, meta};
+    use crate::sync::{fence, AtomicU64, Ordering};
+
+    /// Begins a change: the number odd, then a release fence. Returns the number that ends it.
+    #[inline(always)]
+    pub(super) fn begin(m: &AtomicU64) -> u64 {
+        let old = m.load(Ordering::Relaxed);
+        m.store(meta(hash_of(old), old + 1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        old + 2
+    }
+
+    /// Ends a change begun by [`begin`], with the entry's (new) hash.
+    #[inline(always)]
+    pub(super) fn end(m: &AtomicU64, hash: u64, seq: u64) {
+        m.store(meta(hash & 0xffff_ffff, seq), Ordering::Release);
+    }
+
+    /// A reader's first load of the word.
+    #[inline(always)]
+    pub(super) fn start(m: &AtomicU64) -> u64 {
+        m.load(Ordering::Acquire)
+    }
+
+    /// Whether what the reader read since `start` returned `first` is of one moment: no change
+    /// was in progress then, and none began since.
+    #[inline(always)]
+    pub(super) fn unchanged(m: &AtomicU64, first: u64) -> bool {
+        fence(Ordering::Acquire);
+        first & 1 == 0 && m.load(Ordering::Relaxed) == first
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::{meta, seq};
+    use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use loom::sync::Arc;
+
+    const K1: usize = 16;
+    const K2: usize = 32;
+    const V1: usize = 100;
+    const V2: usize = 200;
+    const REMOVED: usize = 1;
+
+    /// A writer removes key K1 from an entry and reuses the entry for K2 (same hash), as the
+    /// table's `remove` and `insert` do, while a reader reads the entry once. Bug it catches: a
+    /// reader that pairs a key with a value it never had (K1 with nothing, or with K2's value).
+    /// Guard: the sequence number (`checked`); the twin without it is caught. The key and the
+    /// value are accessed relaxed here (the table's own accesses are release and acquire), so the
+    /// seqlock's two fences are what the model checks: without either one, it fails.
+    fn entry_read_against_remove_and_reuse(checked: bool) {
+        loom::model(move || {
+            let m = Arc::new(AtomicU64::new(meta(7, 0)));
+            let key = Arc::new(AtomicUsize::new(K1));
+            let value = Arc::new(AtomicUsize::new(V1));
+            let writer = {
+                let (m, key, value) = (m.clone(), key.clone(), value.clone());
+                loom::thread::spawn(move || {
+                    let s = seq::begin(&m);
+                    key.store(REMOVED, Ordering::Relaxed);
+                    value.store(0, Ordering::Relaxed);
+                    seq::end(&m, 7, s);
+                    let s = seq::begin(&m);
+                    value.store(V2, Ordering::Relaxed);
+                    key.store(K2, Ordering::Relaxed);
+                    seq::end(&m, 7, s);
+                })
+            };
+            loop {
+                let first = seq::start(&m);
+                let k = key.load(Ordering::Relaxed);
+                let v = value.load(Ordering::Relaxed);
+                if !checked || seq::unchanged(&m, first) {
+                    assert!(
+                        matches!((k, v), (K1, V1) | (REMOVED, 0) | (K2, V2)),
+                        "the entry read as key {k} with value {v}"
+                    );
+                    break;
+                }
+                loom::thread::yield_now();
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_table_entry_reads_never_pair_a_key_with_another_keys_value() {
+        entry_read_against_remove_and_reuse(true);
+    }
+
+    #[test]
+    #[should_panic(expected = "the entry read as key")]
+    fn loom_table_entry_read_without_the_sequence_number_is_caught() {
+        entry_read_against_remove_and_reuse(false);
+    }
+}
+
 /// What a probe found.
 enum Probe<'s, K: ?Sized, E> {
     /// The entry holding the key.
@@ -259,14 +364,13 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
             // SAFETY: `i <= mask < arr.len()` (the length is a power of two: `grow` makes only
             // such arrays).
             let e = unsafe { arr.get_unchecked(i) };
-            let m1 = e.meta.load(Ordering::Acquire);
+            let m1 = seq::start(&e.meta);
             let w = e.key.word().load(Ordering::Acquire);
             if accept(m1, w) {
                 // SAFETY: the entry lies in the table's array, in the scope's heap (checked by
                 // the caller).
                 let v = unsafe { e.value.load_unchecked() };
-                crate::sync::fence(Ordering::Acquire);
-                if m1 & 1 != 0 || e.meta.load(Ordering::Relaxed) != m1 {
+                if !seq::unchanged(&e.meta, m1) {
                     // A writer changed the entry meanwhile: read it again.
                     std::hint::spin_loop();
                     continue;
@@ -283,22 +387,6 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
                 return None;
             }
         }
-    }
-
-    /// Makes `e`'s sequence number odd before a writer changes its key (the lock is held);
-    /// returns the number to publish when done (with [`GcTable::end_change`]).
-    #[inline(always)]
-    fn begin_change(e: &TableEntry<K, E>) -> u64 {
-        let m = e.meta.load(Ordering::Relaxed);
-        e.meta.store(meta(hash_of(m), m + 1), Ordering::Relaxed);
-        crate::sync::fence(Ordering::Release);
-        m + 2
-    }
-
-    /// Ends a change begun by [`GcTable::begin_change`], with the entry's new hash.
-    #[inline(always)]
-    fn end_change(e: &TableEntry<K, E>, hash: u64, seq: u64) {
-        e.meta.store(meta(hash & 0xffff_ffff, seq), Ordering::Release);
     }
 
     /// The value stored for `key` (by identity).
@@ -445,10 +533,10 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let e = slot.expect("a table below its load factor has a free entry");
         let fresh = e.key.word().load(Ordering::Relaxed) == super::value::NIL_WORD;
         // A key change: under the entry's sequence number (readers retry meanwhile).
-        let seq = Self::begin_change(e);
+        let seq = seq::begin(&e.meta);
         e.value.store(s, value);
         e.key.set(s, ValueRef::Object(key));
-        Self::end_change(e, hash, seq);
+        seq::end(&e.meta, hash, seq);
         if fresh {
             // Not `used + 1`: a grow above reset the count to the live entries.
             self.used.fetch_add(1, Ordering::Relaxed);
@@ -543,10 +631,10 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let Probe::Found(e) = Self::probe(arr, hash, |_, w| w == want) else { return false };
         // The key word of a removed entry is `true` (a free one's is nil); a key change, under
         // the entry's sequence number.
-        let seq = Self::begin_change(e);
+        let seq = seq::begin(&e.meta);
         e.key.set(s, ValueRef::Bool(true));
         e.value.store(s, E::empty_ref());
-        Self::end_change(e, hash, seq);
+        seq::end(&e.meta, hash, seq);
         self.len.fetch_sub(1, Ordering::Relaxed);
         true
     }
@@ -576,11 +664,10 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         for e in self.array(s).into_iter().flatten() {
             // Each entry read consistently (as a probe does), then handed to `f`.
             let read = loop {
-                let m1 = e.meta.load(Ordering::Acquire);
+                let m1 = seq::start(&e.meta);
                 // SAFETY: an entry of the table's array, in the scope's heap.
                 let (k, v) = unsafe { (e.key.get_unchecked(), e.value.load_unchecked()) };
-                crate::sync::fence(Ordering::Acquire);
-                if m1 & 1 == 0 && e.meta.load(Ordering::Relaxed) == m1 {
+                if seq::unchanged(&e.meta, m1) {
                     break (k, v);
                 }
                 std::hint::spin_loop();
