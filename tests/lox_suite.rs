@@ -3,9 +3,9 @@
 //! `../shared/lox-tests/README.md` with the c flavour. The suite is read from `$LOX_TESTS` or
 //! `../shared/lox-tests`; if neither exists the tests say so plainly and pass without running.
 //!
-//! Two modes: the normal one (the default heap, batches of 4096 instructions per scope), and a
-//! stress mode that runs one instruction per scope and a full collection at every scope boundary
-//! on a heap with the checkmark verifier on.
+//! Two modes: the normal one (the default heap, the script in one session, an inner scope per
+//! 1024 backward jumps or calls), and a stress mode that runs one instruction per scope and a full
+//! collection at every scope boundary on a heap with the checkmark verifier on.
 
 #[path = "../examples/lox/interp.rs"]
 mod interp;
