@@ -157,14 +157,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn push<'s>(&mut self, s: &Scope<'s>, v: ValueRef<'s, T>) {
-        self.check(s, "push");
-        let len = self.len();
-        if len == self.words().len() {
-            // SAFETY: the owner, inside a scope (checked), holding no slice of the array.
-            unsafe { self.buf.grow(len + 1) };
-        }
-        self.words()[len].store(write_word(v), Ordering::Release);
-        self.buf.len.store(len + 1, Ordering::Relaxed);
+        self.open(s, "push").push(v);
     }
 
     /// Removes the top slot and returns what it held.
@@ -184,14 +177,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn pop<'s>(&mut self, s: &Scope<'s>) -> ValueRef<'s, T> {
-        self.check(s, "pop");
-        let len = self.len();
-        if len == 0 {
-            out_of_range("pop", "depth", 0, 0);
-        }
-        let v = self.read(len - 1);
-        self.buf.len.store(len - 1, Ordering::Relaxed);
-        v
+        self.open(s, "pop").pop()
     }
 
     /// The slot `depth` below the top (0: the top).
@@ -238,12 +224,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn poke<'s>(&mut self, s: &Scope<'s>, depth: usize, v: ValueRef<'s, T>) {
-        self.check(s, "poke");
-        let len = self.len();
-        if depth >= len {
-            out_of_range("poke", "depth", depth, len);
-        }
-        self.words()[len - 1 - depth].store(write_word(v), Ordering::Release);
+        self.open(s, "poke").poke(depth, v);
     }
 
     /// The slot at index `i` from the bottom (0: the first pushed).
@@ -290,12 +271,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn set<'s>(&mut self, s: &Scope<'s>, i: usize, v: ValueRef<'s, T>) {
-        self.check(s, "set");
-        let len = self.len();
-        if i >= len {
-            out_of_range("set", "index", i, len);
-        }
-        self.words()[i].store(write_word(v), Ordering::Release);
+        self.open(s, "set").set(i, v);
     }
 
     /// Shortens the stack to `len` slots (no effect if it holds fewer); what the removed slots
@@ -316,10 +292,7 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn truncate(&mut self, s: &Scope<'_>, len: usize) {
-        self.check(s, "truncate");
-        if len < self.len() {
-            self.buf.len.store(len, Ordering::Relaxed);
-        }
+        self.open(s, "truncate").truncate(len);
     }
 }
 
@@ -348,7 +321,14 @@ impl<T: ?Sized + GcObject> LocalStack<T> {
     /// ```
     #[inline]
     pub fn view<'a, 's>(&'a mut self, s: &'a Scope<'s>) -> StackView<'a, 's, T> {
-        self.check(s, "view");
+        self.open(s, "view")
+    }
+
+    /// [`LocalStack::view`] for the operation `op` (named if the owner check fails): every
+    /// operation that changes the stack runs through a view.
+    #[inline(always)]
+    fn open<'a, 's>(&'a mut self, s: &'a Scope<'s>, op: &'static str) -> StackView<'a, 's, T> {
+        self.check(s, op);
         let words = self.words();
         StackView { len: self.len(), words: words.as_ptr(), cap: words.len(), stack: self, _scope: PhantomData }
     }
