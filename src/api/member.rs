@@ -95,15 +95,13 @@ impl<T: ?Sized + GcObject> Member<T> {
     #[inline]
     pub fn get<'s>(&self, s: &Scope<'s>) -> Option<Gc<'s, T>> {
         self.check(s, "get");
-        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: the member lies in the scope's heap (checked above).
+        let r = unsafe { self.get_unchecked() };
         debug_assert!(
-            p.is_null() || s.collector().memory.contains(p as usize - crate::object::HEADER_SIZE),
+            r.is_none_or(|g| s.in_heap(g.payload().as_ptr() as usize - crate::object::HEADER_SIZE)),
             "a Member held a foreign reference"
         );
-        // SAFETY: a non-null member of an object of this heap points to an initialised object of
-        // type `T` of the same heap (only `set` writes it, from a `Gc<'s, T>` of this scope's
-        // heap), and an object reachable in a scope stays allocated until the scope ends.
-        NonNull::new(p).map(|p| unsafe { Gc::from_payload(p) })
+        r
     }
 
     /// [`Member::get`] without the heap-range check.
@@ -112,7 +110,10 @@ impl<T: ?Sized + GcObject> Member<T> {
     /// The member lies inside an object of the heap whose scope `'s` is.
     #[inline(always)]
     pub(crate) unsafe fn get_unchecked<'s>(&self) -> Option<Gc<'s, T>> {
-        // SAFETY: as in `get`, with the check the caller's guarantee.
+        // SAFETY: a non-null member of an object of this heap (the caller's guarantee) points to
+        // an initialised object of type `T` of the same heap (only `set` writes it, from a
+        // `Gc<'s, T>` of this scope's heap), and an object reachable in a scope stays allocated
+        // until the scope ends.
         NonNull::new(self.ptr.load(Ordering::Acquire)).map(|p| unsafe { Gc::from_payload(p) })
     }
 

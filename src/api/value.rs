@@ -229,15 +229,13 @@ impl<T: ?Sized + GcObject> Value<T> {
     #[inline(always)]
     pub fn get<'s>(&self, s: &Scope<'s>) -> ValueRef<'s, T> {
         self.check(s, "get");
-        let w = self.word.load(Ordering::Acquire);
+        // SAFETY: the slot lies in the scope's heap (checked above).
+        let r = unsafe { self.get_unchecked() };
         debug_assert!(
-            decode(w) == 0 || s.collector().memory.contains(decode(w) - crate::object::HEADER_SIZE),
+            !matches!(r, ValueRef::Object(o) if !s.in_heap(o.payload().as_ptr() as usize - crate::object::HEADER_SIZE)),
             "a Value held a foreign reference"
         );
-        // SAFETY: the slot lies in this heap (checked above), and every word in it was written by
-        // `set` from a `ValueRef<'s, T>` of this scope's heap (or is nil); an object reachable in
-        // a scope stays allocated until the scope ends.
-        unsafe { read_word(w) }
+        r
     }
 
     /// [`Value::get`] without the heap-range check.
@@ -246,7 +244,9 @@ impl<T: ?Sized + GcObject> Value<T> {
     /// The slot lies inside an object of the heap whose scope `'s` is.
     #[inline(always)]
     pub(crate) unsafe fn get_unchecked<'s>(&self) -> ValueRef<'s, T> {
-        // SAFETY: as in `get`, with the check the caller's guarantee.
+        // SAFETY: the slot lies in this heap (the caller's guarantee), and every word in it was
+        // written by `set` from a `ValueRef<'s, T>` of this scope's heap (or is nil); an object
+        // reachable in a scope stays allocated until the scope ends.
         unsafe { read_word(self.word.load(Ordering::Acquire)) }
     }
 
