@@ -36,7 +36,7 @@ use super::weak::{GATE_CLEARING, GATE_CLOSED, GATE_KEEP_ALL, GATE_OPEN};
 use super::Collector;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::trace::CycleTrace;
-use crate::telemetry::{thread_cpu_ns, Telemetry};
+use crate::telemetry::{keep_longest_wait, thread_cpu_ns, Telemetry};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -569,17 +569,15 @@ impl Collector {
             }
         }
         if all {
-            // A request some thread held up by staying in its scope: the wait is the cycle's
-            // (it could not advance), charged to the last thread found inside.
-            // The wait lasts until the thread answered (its own timestamp), not until we looked.
+            // A request some thread held up by staying in its scope: the wait is the cycle's (it
+            // could not advance), charged to the last thread found inside, and it lasts until
+            // that thread answered (its own timestamp), not until we looked.
             if let Some(rec) = st.held_by.take() {
                 let posted = st.posted.duration_since(self.created);
                 let answered = Duration::from_nanos(rec.answered_at_ns.load(Ordering::Relaxed));
                 let wait = answered.saturating_sub(posted);
                 self.telemetry.record_scope_wait(&rec.name, wait);
-                if st.trace.scope_wait.as_ref().is_none_or(|(_, w)| *w < wait) {
-                    st.trace.scope_wait = Some((rec.name.clone(), wait));
-                }
+                keep_longest_wait(&mut st.trace.scope_wait, &rec.name, wait);
             }
         }
         all

@@ -58,10 +58,15 @@ pub(crate) struct Telemetry {
 impl Telemetry {
     /// Records that a request waited `wait` for `thread` to reach a safepoint of its scope.
     pub(crate) fn record_scope_wait(&self, thread: &str, wait: Duration) {
-        let mut w = self.scope_wait.lock();
-        if w.as_ref().is_none_or(|(_, d)| *d < wait) {
-            *w = Some((thread.to_owned(), wait));
-        }
+        keep_longest_wait(&mut self.scope_wait.lock(), thread, wait);
+    }
+}
+
+/// Keeps in `slot` the longer of its wait and `wait` on `thread` (the heap's longest scope wait,
+/// and a cycle's for its trace line).
+pub(crate) fn keep_longest_wait(slot: &mut Option<(String, Duration)>, thread: &str, wait: Duration) {
+    if slot.as_ref().is_none_or(|(_, d)| *d < wait) {
+        *slot = Some((thread.to_owned(), wait));
     }
 }
 
