@@ -57,6 +57,13 @@ fn hash_of(meta: u64) -> u64 {
     meta >> 32
 }
 
+/// Where `hash`'s chain starts in an array of `mask + 1` entries: from the low 32 bits only, the
+/// ones an entry keeps, so that `grow` (which has only those) puts every entry on its chain.
+#[inline(always)]
+fn home(hash: u64, mask: usize) -> usize {
+    (hash & 0xffff_ffff) as usize & mask
+}
+
 // SAFETY: an entry's references are its key slot and its value slot, both handed to the tracer
 // through their own `Trace` impls.
 unsafe impl<K: ?Sized + GcObject, E: Slot> Trace for TableEntry<K, E> {
@@ -315,15 +322,12 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         unsafe { self.entries.get_unchecked() }.map(Gc::as_scoped)
     }
 
-    /// Probes `arr` for the entry whose key word is `key` (identity), or for which `eq` holds.
+    /// A writer's probe (the lock held) of `arr` for the entry whose key word is `want` (pass a
+    /// null `want` to find only where a new key would go).
     #[inline(always)]
-    fn probe<'s>(
-        arr: &'s [TableEntry<K, E>],
-        hash: u64,
-        mut eq: impl FnMut(&'s TableEntry<K, E>, *mut u8) -> bool,
-    ) -> Probe<'s, K, E> {
+    fn probe<'s>(arr: &'s [TableEntry<K, E>], hash: u64, want: *mut u8) -> Probe<'s, K, E> {
         let mask = arr.len() - 1;
-        let mut i = (hash & 0xffff_ffff) as usize & mask;
+        let mut i = home(hash, mask);
         let mut reuse = None;
         // Never full (the load factor is at most 3/4), so a free entry ends every chain; the
         // bound only guards against a table a racing writer left momentarily odd.
@@ -334,7 +338,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
                 return Probe::Absent(Some(reuse.unwrap_or(e)));
             }
             if super::value::decode(w) != 0 {
-                if eq(e, w) {
+                if w == want {
                     return Probe::Found(e);
                 }
             } else if reuse.is_none() {
@@ -346,9 +350,10 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     }
 
     /// A reader's probe (no lock held): walks `hash`'s chain, reads every entry whose key word
-    /// `accept`s (which must refuse the free and removed words) consistently (key and value of one moment, by the entry's sequence number), and
-    /// returns the first that `take` wants. `take` runs after the read is checked, so nothing it
-    /// does to the table makes the read retry.
+    /// `accept`s (which must refuse the free and removed words) consistently (key and value of
+    /// one moment, by the entry's sequence number), and returns the first that `take` wants.
+    /// `take` runs after the read is checked, so nothing it does to the table makes the read
+    /// retry.
     #[inline(always)]
     fn probe_read<'s>(
         arr: &'s [TableEntry<K, E>],
@@ -358,7 +363,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
     ) -> Option<(*mut u8, E::Ref<'s>)> {
         let mask = arr.len() - 1;
         debug_assert!(arr.len().is_power_of_two());
-        let mut i = (hash & 0xffff_ffff) as usize & mask;
+        let mut i = home(hash, mask);
         let mut probed = 0;
         loop {
             // SAFETY: `i <= mask < arr.len()` (the length is a power of two: `grow` makes only
@@ -516,7 +521,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let arr = self.array(s);
         let mut slot = None;
         if let Some(a) = arr {
-            match Self::probe(a, hash, |_, w| w == want) {
+            match Self::probe(a, hash, want) {
                 Probe::Found(e) => {
                     e.value.store(s, value);
                     return false;
@@ -527,7 +532,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let used = self.used.load(Ordering::Relaxed) as usize;
         let reuses = slot.is_some_and(|e| e.key.word().load(Ordering::Relaxed) != super::value::NIL_WORD);
         if arr.is_none_or(|a| !reuses && (used + 1) * 4 > a.len() * 3) {
-            let Probe::Absent(e) = Self::probe(self.grow(s), hash, |_, _| false) else { unreachable!() };
+            let Probe::Absent(e) = Self::probe(self.grow(s), hash, std::ptr::null_mut()) else { unreachable!() };
             slot = e;
         }
         let e = slot.expect("a table below its load factor has a free entry");
@@ -566,7 +571,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
                 continue;
             }
             let hash = hash_of(e.meta.load(Ordering::Relaxed));
-            let Probe::Absent(Some(slot)) = Self::probe(&new, hash, |_, _| false) else { unreachable!() };
+            let Probe::Absent(Some(slot)) = Self::probe(&new, hash, std::ptr::null_mut()) else { unreachable!() };
             // SAFETY: both arrays lie in the scope's heap; the words were written from values of it.
             let (k, v) = unsafe { (e.key.get_unchecked(), e.value.load_unchecked()) };
             // The new array is published (a release store of the member) after it is filled.
@@ -628,7 +633,7 @@ impl<K: ?Sized + GcObject, E: Slot> GcTable<K, E> {
         let _g = self.lock.lock();
         let want = super::value::write_word(ValueRef::Object(key));
         let Some(arr) = self.array(s) else { return false };
-        let Probe::Found(e) = Self::probe(arr, hash, |_, w| w == want) else { return false };
+        let Probe::Found(e) = Self::probe(arr, hash, want) else { return false };
         // The key word of a removed entry is `true` (a free one's is nil); a key change, under
         // the entry's sequence number.
         let seq = seq::begin(&e.meta);
