@@ -1,8 +1,8 @@
 //! A Lox interpreter in the manner of the book's C VM (clox): a scanner, a single-pass Pratt
 //! compiler to bytecode, and a stack VM. Every Lox value lives in the lowpause heap:
 //! - values are `Value<Obj>` words (NaN-boxed numbers, nil, booleans, object references);
-//! - strings are interned through a `WeakTable`, with their hash stored in the string, so an
-//!   unused string is collected and `==` on strings is identity, as in clox;
+//! - strings are interned through a `WeakTable`, each one's hash computed once and kept in its
+//!   table entry, so an unused string is collected and `==` on strings is identity, as in clox;
 //! - the value stack is a `LocalStack` (the thread's own unbarriered roots), and the call frames
 //!   are plain Rust data (an instruction pointer and a stack base each) beside a second local
 //!   stack holding each frame's closure;
@@ -52,11 +52,11 @@ const _: () = assert!(!std::mem::needs_drop::<Obj>());
 const _: () = assert!(std::mem::size_of::<Obj>() <= 48);
 
 /// A string: its bytes in a GC array of their own (so no Lox object has drop glue, and the
-/// sweep frees dead ones by their mark bits alone), and its hash, computed once.
+/// sweep frees dead ones by their mark bits alone). Its hash is kept once, in its entry of the
+/// interning table.
 #[derive(Trace)]
 pub struct LoxStr {
     bytes: Member<[u8]>,
-    hash: u32,
 }
 
 #[derive(Trace)]
@@ -250,11 +250,7 @@ struct VmState {
 }
 
 fn intern<'s>(s: &Scope<'s>, st: &VmState, text: &str) -> Gc<'s, Obj> {
-    intern_bytes(s, st, text.as_bytes())
-}
-
-fn intern_bytes<'s>(s: &Scope<'s>, st: &VmState, text: &[u8]) -> Gc<'s, Obj> {
-    intern_concat(s, st, text, &[])
+    intern_concat(s, st, text.as_bytes(), &[])
 }
 
 /// Interns the concatenation of `x` and `y`, without building it first: hashed and compared in
@@ -271,7 +267,7 @@ fn intern_concat<'s>(s: &Scope<'s>, st: &VmState, x: &[u8], y: &[u8]) -> Gc<'s, 
         return k;
     }
     let bytes = s.alloc_slice(len, |i| if i < x.len() { x[i] } else { y[i - x.len()] });
-    let k = s.alloc(Obj::Str(LoxStr { bytes: Member::null(), hash: h }));
+    let k = s.alloc(Obj::Str(LoxStr { bytes: Member::null() }));
     if let Obj::Str(x) = &*k {
         x.bytes.set(s, Some(bytes));
     }
@@ -1391,17 +1387,18 @@ pub fn run(heap: &Heap, source: &str, opts: Options, out: &mut dyn Write, err: &
             let _ = out.write_all(text.as_bytes());
             text.clear();
         }
-        let code = match step {
-            Step::More => return None,
-            Step::Done => 0,
+        match step {
+            Step::More => None,
+            Step::Done => {
+                let _ = out.flush();
+                Some(0)
+            }
             Step::Error(msg) => {
                 let _ = out.flush();
                 let _ = err.write_all(msg.as_bytes());
-                return Some(70);
+                Some(70)
             }
-        };
-        let _ = out.flush();
-        Some(code)
+        }
     };
     if opts.collect_every_batch {
         // Stress: a scope per batch and a full collection between every two.
