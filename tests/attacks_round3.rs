@@ -7,17 +7,13 @@
 //! keeps the contract: it visits every GC reference it holds). Heaps reserve 256 MiB so the file
 //! runs under valgrind.
 mod common;
-use common::{assert_heap_usable, message_of, panic_message, wait_until, within, Node};
+use common::{assert_heap_usable, builder, message_of, panic_message, wait_until, within, Node};
 use lowpause::*;
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn builder(workers: usize) -> HeapBuilder {
-    Heap::builder().max_heap(256 << 20).workers(workers)
-}
 
 /// Serialises tests that share statics.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -5,16 +5,12 @@
 //! written back stale after a grow) and t7 and t8 (a lookup could pair a key with the value of a
 //! key that reused its entry meanwhile: entries are now small seqlocks).
 mod common;
-use common::{assert_heap_usable, panic_message, within, BackgroundCollector as Collector};
+use common::{assert_heap_usable, builder, panic_message, within, BackgroundCollector as Collector};
 use lowpause::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn builder(workers: usize) -> HeapBuilder {
-    Heap::builder().max_heap(256 << 20).workers(workers)
-}
 
 fn verified(workers: usize) -> Heap {
     builder(workers).verify(true).build().unwrap()

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use lowpause::{Heap, Member, Mutator, Root, Trace};
+use lowpause::{Heap, HeapBuilder, Member, Mutator, Root, Trace};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 pub struct Node {
     pub value: u64,
     pub next: Member<Node>,
+}
+
+/// The heap the attack rounds build on: a small reservation (256 MiB), so that exhausting it is
+/// quick, and `workers` background mark workers.
+pub fn builder(workers: usize) -> HeapBuilder {
+    Heap::builder().max_heap(256 << 20).workers(workers)
 }
 
 /// Runs `f`, expects it to panic, and returns the panic message.
