@@ -292,6 +292,13 @@ fn d2_eight_blocked_destructors_and_garbage_with_drop_glue_exhaust_the_heap() {
 // same moment each start one. Seven blockers hold seven threads; then four threads allocate
 // garbage with drop glue (queued by their lazy sweeps) at once, each with a blocker now and then.
 fn d3(workers: usize) -> usize {
+    // The sampler counts the process's drop threads: wait until the previous run's heap (whose
+    // released drop threads may still be finishing) has none left, or its threads would count
+    // against this heap's cap.
+    let t0 = Instant::now();
+    while threads_named("lowpause-drop") > 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     D2_RELEASE.store(false, Ordering::SeqCst);
     D2_BLOCKED.store(0, Ordering::SeqCst);
     let heap = builder(workers).max_heap(1 << 30).build().unwrap();
@@ -361,7 +368,9 @@ fn d3_drop_threads_stay_within_the_cap_under_concurrent_pushes() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(seen.iter().all(|&(_, _, n)| n <= 8), "(round, workers, drop threads) = {seen:?}");
+    // One over the cap is another test's heap (every heap has a drop thread; not every test of
+    // this binary is serial), as in d2.
+    assert!(seen.iter().all(|&(_, _, n)| n <= 8 + 1), "(round, workers, drop threads) = {seen:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

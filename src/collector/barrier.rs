@@ -13,16 +13,23 @@
 //! Together they let each thread take its snapshot at its own scope boundary (Go's design 17503).
 //!
 //! **The in-barrier flag.** Between loading the old value and marking it, a barrier holds a
-//! reference the marker cannot see. The thread raises `in_barrier` (SeqCst) before the load and
-//! lowers it after its grey objects are queued; a termination round that finds a thread's flag
-//! up is not clean. A barrier that raises the flag after a clean round can only meet black
-//! objects (docs/design.md, "Termination").
+//! reference the marker cannot see. The thread raises `in_barrier` before the load and lowers it
+//! after its grey objects are queued; a termination round that finds a thread's flag up is not
+//! clean. A barrier that raises the flag after a clean round can only meet black objects
+//! (docs/design.md, "Termination").
+//!
+//! **No fence on the store.** Raising the flag must be ordered before the loads of the barrier
+//! flag and of the old value (store then load: a Dekker pair with the collector's store of the
+//! barrier flag at the end of marking, and with its reading of the flags in a termination round).
+//! The store side pays only a [`light_fence`] (a compiler fence where the OS has `membarrier`);
+//! the collector pays a [`heavy_fence`] (the system call) once per round and once per end of
+//! marking. The flag itself is the thread's own line, stored relaxed and lowered with release.
 
 use super::mark::Work;
 use super::mutator::ThreadRecord;
 use super::Collector;
 use crate::object::HEADER_SIZE;
-use crate::sync::{fence, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering};
+use crate::sync::{fence, heavy_fence, light_fence, AtomicBool, AtomicPtr, AtomicUsize, Mutex, Ordering};
 
 /// Entries in a thread's barrier ring.
 #[cfg(not(loom))]
@@ -87,14 +94,17 @@ impl BarrierBuffer {
 /// bit and says whether it was white and needs scanning (`Some(true)`), `queue(p)` hands such an
 /// object to the marker.
 ///
-/// `in_barrier` is raised *before* the barrier flag is read again and lowered after both targets
-/// are greyed and queued. Two rules rest on it:
-/// - a termination round never misses a reference held only by a barrier in flight;
-/// - marking's end turns the flag off and then waits for every `in_barrier` to drop, so a barrier
-///   that read the flag during marking cannot grey anything after the sweep has begun (it would
-///   leave a mark on a new white object that no sweep clears, hiding its children from the next
-///   cycle). Either the collector sees `in_barrier` up and waits, or the barrier sees the flag
-///   down and stores plainly: both sides are SeqCst.
+/// `in_barrier` is raised *before* the barrier flag and the old value are read (a light fence
+/// between) and lowered, with release, after both targets are greyed and queued. Two rules rest
+/// on it:
+/// - a termination round never misses a reference held only by a barrier in flight (the round
+///   reads the flags after a heavy fence);
+/// - marking's end turns the flag off, heavy-fences, and then waits for every `in_barrier` to
+///   drop, so a barrier that read the flag during marking cannot grey anything after the sweep
+///   has begun (it would leave a mark on a new white object that no sweep clears, hiding its
+///   children from the next cycle). Either the collector sees `in_barrier` up and waits, or the
+///   barrier sees the flag down and stores plainly.
+///
 /// (Only the loom models call this form; the collector calls [`hybrid_store_word`].)
 #[cfg(loom)]
 #[inline]
@@ -121,12 +131,14 @@ pub(crate) fn hybrid_store_word(
     grey: impl FnMut(usize) -> Option<bool>,
     queue: impl FnMut(usize),
 ) {
-    in_barrier.store(true, Ordering::SeqCst);
-    // Store-then-load on both sides (Dekker): the fences order each side's store before its load.
-    fence(Ordering::SeqCst);
+    in_barrier.store(true, Ordering::Relaxed);
+    // Store-then-load on both sides (Dekker): this light fence and the collector's heavy fence
+    // order each side's store before its load.
+    light_fence();
     shade_old_and_new(barrier_on, slot, new, decode, grey, queue);
     slot.store(new, Ordering::Release);
-    in_barrier.store(false, Ordering::SeqCst);
+    // Release: a round that reads the flag down sees what this barrier queued.
+    in_barrier.store(false, Ordering::Release);
 }
 
 /// The hybrid barrier's greying, for a caller whose `in_barrier` flag is already up (raised
@@ -141,7 +153,8 @@ pub(crate) fn shade_old_and_new(
     mut grey: impl FnMut(usize) -> Option<bool>,
     mut queue: impl FnMut(usize),
 ) {
-    if barrier_on.load(Ordering::SeqCst) {
+    // Relaxed: ordered after the caller's raising of `in_barrier` by its fence.
+    if barrier_on.load(Ordering::Relaxed) {
         let old = slot.load(Ordering::Acquire);
         for p in [decode(old), decode(new)] {
             if p != 0 && grey(p) == Some(true) {
@@ -159,7 +172,9 @@ pub(crate) fn end_barrier<'a>(
     roots_in_flight: &AtomicUsize,
 ) {
     barrier_on.store(false, Ordering::SeqCst);
-    fence(Ordering::SeqCst);
+    // Pairs with each barrier's light fence: a barrier that read the flag on has its
+    // `in_barrier` seen below.
+    heavy_fence();
     for ring in rings {
         let mut spins = 0;
         while ring.in_barrier.load(Ordering::SeqCst) {

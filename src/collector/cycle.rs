@@ -34,7 +34,7 @@ use super::pacer::MarkReport;
 use super::verify::{Verifier, VerifyError};
 use super::weak::{GATE_CLEARING, GATE_CLOSED, GATE_KEEP_ALL, GATE_OPEN};
 use super::Collector;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{heavy_fence, AtomicU64, AtomicUsize, Ordering};
 use crate::telemetry::trace::CycleTrace;
 use crate::telemetry::{keep_longest_wait, thread_cpu_ns, Telemetry};
 use std::time::{Duration, Instant};
@@ -146,6 +146,11 @@ pub(crate) fn termination_round<'a>(
     marked_out: impl FnOnce() -> bool,
 ) -> bool {
     let before = grey_events.load(Ordering::SeqCst);
+    // Pairs with each barrier's light fence (barrier.rs), so the proof's step "a barrier in
+    // flight when its thread is checked has its flag seen" holds as it did with SeqCst flags
+    // (docs/design.md, "Termination"). The late-flush loom model passes without it (its rounds
+    // synchronise with the barrier through the mark bit); it costs one system call per round.
+    heavy_fence();
     // In flight before this check: its greyed object is in the injector before the count drops,
     // so `marked_out` sees it. After: it greys after `before` was read.
     let mut dirty = roots_in_flight.load(Ordering::SeqCst) != 0;
@@ -195,6 +200,8 @@ impl Collector {
                     self.print_trace(&mut st);
                 }
                 self.telemetry.cycles.fetch_add(1, Ordering::Relaxed);
+                // The MMU so far, kept as the run goes (telemetry/stalls.rs).
+                self.telemetry.stalls.fold(self.created.elapsed().as_nanos() as u64);
                 self.completed.store(st.cycle, Ordering::Release);
                 {
                     let _g = self.done_lock.lock();
@@ -236,7 +243,7 @@ impl Collector {
             self.mark.live_types.clear();
             self.mark.profiling.store(true, Ordering::SeqCst);
         }
-        debug_assert!(self.mark.injector.is_empty());
+        debug_assert!(self.mark.queues_empty());
         // Weak reads grey their targets from the moment the barrier is on.
         self.weak.gate.store(GATE_OPEN, Ordering::SeqCst);
         self.barrier_on.store(true, Ordering::SeqCst);
@@ -434,7 +441,7 @@ impl Collector {
         }
         let mut spins = 0;
         loop {
-            while !self.mark.injector.steal().is_empty() {}
+            self.mark.discard_queued();
             if self.mark.is_idle() {
                 return;
             }

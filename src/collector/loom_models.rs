@@ -166,6 +166,10 @@ fn loom_root_dropped_during_marking() {
 /// its check in `termination_round`, and the round draining every ring itself.
 #[test]
 fn loom_termination_with_a_late_flush() {
+    termination_with_a_late_flush();
+}
+
+fn termination_with_a_late_flush() {
     loom::model(|| {
         let marks = Arc::new(Marks::new());
         let grey_events = Arc::new(AtomicU64::new(0));
@@ -235,6 +239,25 @@ fn loom_termination_with_a_late_flush() {
 /// raising `in_barrier` before re-reading the flag, and `end_barrier` waiting for it to drop.
 #[test]
 fn loom_barrier_straddling_the_end_of_marking() {
+    barrier_straddling_the_end_of_marking();
+}
+
+/// Without the barrier's light fence, the barrier can read the flag on after the collector's
+/// heavy fence while the collector reads its `in_barrier` down.
+#[test]
+#[should_panic(expected = "a barrier greyed a new object after marking ended")]
+fn loom_barrier_straddling_without_the_light_fence_is_caught() {
+    crate::sync::without_fences(crate::sync::LIGHT, barrier_straddling_the_end_of_marking);
+}
+
+/// Without the collector's heavy fence at the end of marking, the same.
+#[test]
+#[should_panic(expected = "a barrier greyed a new object after marking ended")]
+fn loom_barrier_straddling_without_the_heavy_fence_is_caught() {
+    crate::sync::without_fences(crate::sync::HEAVY, barrier_straddling_the_end_of_marking);
+}
+
+fn barrier_straddling_the_end_of_marking() {
     loom::model(|| {
         let marks = Arc::new(Marks::new());
         let member = Arc::new(AtomicPtr::new(A as *mut u8));

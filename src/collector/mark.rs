@@ -4,14 +4,21 @@
 //! and it waits in a work queue to be scanned, and *black* once scanned (or born marked; objects of
 //! no-scan kinds are black as soon as their bit is set).
 //!
-//! Grey work lives in crossbeam-deque queues: one shared injector (roots, flushed barrier rings)
-//! and one LIFO deque per marker, which the other markers steal from. A work item is an object and
-//! the element to resume at: arrays bigger than [`CHUNK_BYTES`] are scanned a chunk at a time,
-//! the rest pushed back as a new item, so one huge array never keeps a marker busy alone.
+//! **Grey work in batches** (Go's gcWork buffers). Each marker keeps its grey objects on a private
+//! stack (a `Vec`: a push and a pop are plain stores and loads, no atomic, no fence). Work is
+//! shared a batch at a time through the `batches` queue: a stack that grows past [`SPILL_AT`]
+//! gives its oldest half away (the objects nearest the roots, with the most work under them), and
+//! every [`BALANCE_EVERY`] objects a marker whose stack holds some work gives half of it away if
+//! `batches` is empty (someone may be hungry). A hungry marker takes a whole batch as its stack.
+//! So a queue operation is paid per batch, not per object. Roots, flushed barrier rings and
+//! finalizer objects arrive one by one in the shared `injector`, which markers take from in runs
+//! of up to [`INJECTOR_RUN`]. A work item is an object and the element to resume at: arrays
+//! bigger than [`CHUNK_BYTES`] are scanned a chunk at a time, the rest pushed back as a new item,
+//! so one huge array never keeps a marker busy alone.
 //!
 //! `active` counts markers that may hold grey work; a marker raises it *before* it looks for work
-//! and lowers it only when its own deque is empty and nothing could be stolen. So "the injector is
-//! empty, and then `active` is 0" means no grey work exists anywhere.
+//! and lowers it only when its own stack is empty and both queues were found empty. So "both
+//! queues are empty, and then `active` is 0" means no grey work exists anywhere.
 //!
 //! The [`Tracer`] is what a `Trace` impl is handed. Modes: *mark* (grey each reference), *clear*
 //! (store null into each reference: before drop glue), and *verify* (the checkmark pass: every
@@ -29,7 +36,7 @@ use crate::memory::Memory;
 use crate::object::{Header, TypeInfo, HEADER_SIZE};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::telemetry::profile::TypeTable;
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_deque::{Injector, Steal};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -37,6 +44,14 @@ use std::time::{Duration, Instant};
 pub(crate) const CHUNK_BYTES: usize = 32 << 10;
 /// Scan work a marker does between publishing its counters.
 pub(crate) const FLUSH_BYTES: usize = 64 << 10;
+/// A marker's stack size at which it gives its oldest half away as a batch.
+pub(crate) const SPILL_AT: usize = 512;
+/// Objects a marker scans between looks at whether the batch queue is empty.
+pub(crate) const BALANCE_EVERY: u32 = 64;
+/// Items a marker takes from the injector at a time.
+pub(crate) const INJECTOR_RUN: usize = 64;
+/// Grey objects a marker has prefetched ahead of the one it scans.
+const PREFETCH: usize = 8;
 
 /// A grey object, and the element its scan resumes at.
 #[derive(Clone, Copy, Debug)]
@@ -142,14 +157,15 @@ impl<'a> Tracer<'a> {
 /// The shared side of marking: the injector, the markers' stealers, idle tracking, the cycle's
 /// marking counters, and the parked background markers.
 ///
-/// Nothing here takes a lock once marking runs: stealers are fixed when the workers start, and
-/// markers park with `std::thread::park` and are woken with `unpark` (a futex, no mutex). So a
+/// Nothing here takes a lock once marking runs: the queues are lock-free, and markers park with `std::thread::park` and are woken with `unpark` (a futex, no mutex). So a
 /// marker preempted anywhere (an idle worker at the lowest OS priority on a busy machine) never
 /// holds a lock that a mutator or another marker waits for.
 #[derive(Default)]
 pub(crate) struct MarkQueue {
+    /// Grey objects queued one by one (roots, barrier rings, finalizers, ephemerons).
     pub(crate) injector: Injector<Work>,
-    stealers: OnceLock<Vec<Stealer<Work>>>,
+    /// Batches of grey objects markers gave away.
+    batches: Injector<Vec<Work>>,
     /// Markers that may hold grey work.
     active: AtomicUsize,
     /// The background markers' threads, to unpark, and how many are parked.
@@ -175,12 +191,23 @@ pub(crate) struct MarkQueue {
 impl MarkQueue {
     /// Whether no grey work exists in the queues or in any marker.
     pub(crate) fn is_idle(&self) -> bool {
-        self.injector.is_empty() && self.active.load(Ordering::SeqCst) == 0
+        self.injector.is_empty() && self.batches.is_empty() && self.active.load(Ordering::SeqCst) == 0
     }
 
-    /// Fixes the background markers' stealers and threads (once, when the workers start).
-    pub(crate) fn set_workers(&self, stealers: Vec<Stealer<Work>>, threads: Vec<std::thread::Thread>) {
-        let fresh = self.stealers.set(stealers).is_ok() && self.threads.set(threads).is_ok();
+    /// Whether both queues are empty (markers may still hold work).
+    pub(crate) fn queues_empty(&self) -> bool {
+        self.injector.is_empty() && self.batches.is_empty()
+    }
+
+    /// Empties both queues, dropping their work (a failed mark's leftovers).
+    pub(crate) fn discard_queued(&self) {
+        while !self.injector.steal().is_empty() {}
+        while !self.batches.steal().is_empty() {}
+    }
+
+    /// Fixes the background markers' threads (once, when the workers start).
+    pub(crate) fn set_workers(&self, threads: Vec<std::thread::Thread>) {
+        let fresh = self.threads.set(threads).is_ok();
         assert!(fresh, "the mark workers are started once");
     }
 
@@ -196,7 +223,7 @@ impl MarkQueue {
     /// Parks a background marker for at most `timeout`, unless woken first.
     pub(crate) fn park(&self, timeout: Duration) {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        if self.injector.is_empty() {
+        if self.queues_empty() {
             std::thread::park_timeout(timeout);
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -258,14 +285,33 @@ impl MarkQueue {
     }
 }
 
-/// One marker: its deque and what it has marked.
+/// Asks the CPU to bring the line at `addr` into its caches (a hint: never faults).
+#[inline(always)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// One marker: its stack of grey objects and what it has marked.
 ///
 /// It points to the heap's memory and queue by raw pointer so that a `Tracer` needs one lifetime
 /// only; a marker never outlives the collector that made it.
 pub(crate) struct Marker {
     mem: *const Memory,
     queue: *const MarkQueue,
-    local: Worker<Work>,
+    /// Grey objects to scan, private (the top is scanned next).
+    stack: Vec<Work>,
+    /// Objects taken off the stack and prefetched, scanned oldest first (a ring).
+    ahead: [Work; PREFETCH],
+    ahead_head: usize,
+    ahead_len: usize,
+    /// Objects scanned until the next look at the batch queue.
+    until_balance: u32,
     marked_bytes: usize,
     greyed: u64,
     /// Whether scan work banks credit for assists (background markers).
@@ -279,23 +325,21 @@ pub(crate) struct Marker {
 unsafe impl Send for Marker {}
 
 impl Marker {
-    /// A marker; a background one (`background`) banks its scan work as credit for assists, and
-    /// its deque's stealer goes to [`MarkQueue::set_workers`].
+    /// A marker; a background one (`background`) banks its scan work as credit for assists.
     pub(crate) fn new(mem: &Memory, queue: &MarkQueue, background: bool) -> Marker {
         Marker {
             mem,
             queue,
-            local: Worker::new_lifo(),
+            stack: Vec::with_capacity(SPILL_AT),
+            ahead: [Work::new(0); PREFETCH],
+            ahead_head: 0,
+            ahead_len: 0,
+            until_balance: BALANCE_EVERY,
             marked_bytes: 0,
             greyed: 0,
             banks_credit: background,
             profiling: false,
         }
-    }
-
-    /// A handle other markers steal this one's work through.
-    pub(crate) fn stealer(&self) -> Stealer<Work> {
-        self.local.stealer()
     }
 
     #[inline]
@@ -329,7 +373,7 @@ impl Marker {
                 unsafe { self.queue().count_live(payload, span.elem_size) };
             }
             if span.kind.scan() {
-                self.local.push(Work::new(payload));
+                self.push(Work::new(payload));
             }
         }
     }
@@ -357,28 +401,95 @@ impl Marker {
         self.queue().fail(reason);
     }
 
-    fn find_work(&self) -> Option<Work> {
-        if let Some(w) = self.local.pop() {
-            return Some(w);
+    /// Pushes grey work on the private stack, giving the oldest half away if it is too deep.
+    #[inline]
+    fn push(&mut self, w: Work) {
+        self.stack.push(w);
+        if self.stack.len() >= SPILL_AT {
+            self.give_away(SPILL_AT / 2);
         }
+    }
+
+    /// Moves the `n` oldest items of the stack to the batch queue and wakes a parked marker.
+    #[cold]
+    #[inline(never)]
+    fn give_away(&mut self, n: usize) {
+        let batch: Vec<Work> = self.stack.drain(..n).collect();
+        let q = self.queue();
+        q.batches.push(batch);
+        q.wake_workers();
+    }
+
+    /// Every `BALANCE_EVERY` objects: if no batch is waiting, gives half of the stack away.
+    #[inline]
+    fn balance(&mut self) {
+        self.until_balance -= 1;
+        if self.until_balance == 0 {
+            self.until_balance = BALANCE_EVERY;
+            if self.stack.len() >= 2 && self.queue().batches.is_empty() {
+                self.give_away(self.stack.len() / 2);
+            }
+        }
+    }
+
+    /// The next object to scan. Objects come off the stack into a ring of [`PREFETCH`], their
+    /// headers prefetched as they enter, and are scanned as they leave: marking is bound by
+    /// cache misses on objects scattered over the heap, and this overlaps them.
+    #[inline]
+    fn find_work(&mut self) -> Option<Work> {
+        while self.ahead_len < PREFETCH {
+            let Some(w) = self.stack.pop() else { break };
+            prefetch(w.payload.wrapping_sub(HEADER_SIZE));
+            self.ahead[(self.ahead_head + self.ahead_len) % PREFETCH] = w;
+            self.ahead_len += 1;
+        }
+        if self.ahead_len == 0 {
+            return self.refill();
+        }
+        let w = self.ahead[self.ahead_head];
+        self.ahead_head = (self.ahead_head + 1) % PREFETCH;
+        self.ahead_len -= 1;
+        Some(w)
+    }
+
+    /// Puts the prefetched objects back on the stack (before giving work away).
+    fn unprefetch(&mut self) {
+        while self.ahead_len > 0 {
+            self.ahead_len -= 1;
+            self.stack.push(self.ahead[(self.ahead_head + self.ahead_len) % PREFETCH]);
+        }
+        self.ahead_head = 0;
+    }
+
+    /// The stack is empty: takes a batch, or a run of the injector's items.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) -> Option<Work> {
         let q = self.queue();
         loop {
-            match q.injector.steal_batch_and_pop(&self.local) {
-                Steal::Success(w) => return Some(w),
+            match q.batches.steal() {
+                Steal::Success(batch) => {
+                    if batch.capacity() > self.stack.capacity() {
+                        self.stack = batch;
+                    } else {
+                        self.stack.extend_from_slice(&batch);
+                    }
+                    if let Some(w) = self.stack.pop() {
+                        return Some(w);
+                    }
+                }
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
         }
-        for s in q.stealers.get().into_iter().flatten() {
-            loop {
-                match s.steal() {
-                    Steal::Success(w) => return Some(w),
-                    Steal::Retry => continue,
-                    Steal::Empty => break,
-                }
+        while self.stack.len() < INJECTOR_RUN {
+            match q.injector.steal() {
+                Steal::Success(w) => self.stack.push(w),
+                Steal::Retry => continue,
+                Steal::Empty => break,
             }
         }
-        None
+        self.stack.pop()
     }
 
     /// Scans one work item; returns the bytes scanned.
@@ -397,7 +508,7 @@ impl Marker {
         let per_chunk = (CHUNK_BYTES / info.size.max(1)).max(1);
         let end = len.min(w.start + per_chunk);
         if end < len {
-            self.local.push(Work { payload: w.payload, start: end });
+            self.push(Work { payload: w.payload, start: end });
         }
         let mut tracer = Tracer { mode: Mode::Mark(self) };
         // SAFETY: elements `start..end` of the object are initialised `T`s of `info.size` bytes.
@@ -440,6 +551,7 @@ impl Marker {
             }
             match self.find_work() {
                 Some(w) => {
+                    self.balance();
                     let n = self.scan(w);
                     scanned += n;
                     unflushed += n;
@@ -450,12 +562,10 @@ impl Marker {
                 None => break true,
             }
         };
-        if !out_of_work {
+        self.unprefetch();
+        if !out_of_work && !self.stack.is_empty() {
             // Hand what is left to the others before going quiet.
-            while let Some(w) = self.local.pop() {
-                q.injector.push(w);
-            }
-            q.wake_workers();
+            self.give_away(self.stack.len());
         }
         self.flush(unflushed);
         q.active.fetch_sub(1, Ordering::SeqCst);

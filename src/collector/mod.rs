@@ -154,6 +154,8 @@ pub(crate) struct Collector {
 
 impl Collector {
     pub(crate) fn new(config: Config) -> std::io::Result<Collector> {
+        // Before any thread of this heap can run a barrier (barrier.rs: the light fence).
+        crate::sync::init_asymmetric_fences();
         let pacer = Pacer::new(config.gc_percent, config.memory_limit);
         let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let c = Collector {
@@ -767,7 +769,6 @@ impl Collector {
 impl Collector {
     /// Everything the collector measures (see [`Metrics`](crate::Metrics)).
     pub(crate) fn metrics(&self) -> crate::Metrics {
-        use crate::telemetry::stalls::mmu;
         let t = &self.telemetry;
         let c = &self.memory.counters;
         let (mapped, released, in_use) = self.memory.mapped();
@@ -786,8 +787,7 @@ impl Collector {
         .into_iter()
         .filter(|&(_, d)| d > Duration::ZERO)
         .max_by_key(|&(_, d)| d);
-        let log = t.stalls.log();
-        let end = uptime.as_nanos() as u64;
+        let [mmu_1ms, mmu_10ms, mmu_100ms] = t.stalls.mmu(uptime.as_nanos() as u64);
         let goal = t.goal.load(Ordering::Relaxed);
         crate::Metrics {
             uptime,
@@ -813,9 +813,9 @@ impl Collector {
             allocation_wait,
             longest_stall,
             scope_wait: t.scope_wait.lock().clone(),
-            mmu_1ms: mmu(&log, end, 1_000_000),
-            mmu_10ms: mmu(&log, end, 10_000_000),
-            mmu_100ms: mmu(&log, end, 100_000_000),
+            mmu_1ms,
+            mmu_10ms,
+            mmu_100ms,
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   thread running on their CPU (a mutator);
 //! - *idle* workers run at the lowest OS priority (`SCHED_IDLE`), so they get a CPU only when no
 //!   ordinary thread wants it, and mark in short slices. They touch only lock-free structures
-//!   (the deques, the injector, mark bits, atomics; they park with `park`/`unpark`), so being
+//!   (the lock-free queues, mark bits, atomics; they park with `park`/`unpark`), so being
 //!   preempted anywhere never leaves a lock held that a mutator waits for. Linux still gives an
 //!   idle thread a small share of the CPU, so one preempted mid-slice finishes it eventually and
 //!   cannot hold termination back forever;
@@ -142,18 +142,16 @@ fn start_collector_threads(collector: &Arc<Collector>) -> std::io::Result<Vec<Jo
             _ => Role::Idle,
         })
         .chain((0..collector.config.idle_workers).map(|_| Role::Idle));
-    let mut stealers = Vec::new();
     for (i, role) in roles.enumerate() {
         let c = collector.clone();
         let marker = Marker::new(&collector.memory, &collector.mark, true);
-        stealers.push(marker.stealer());
         let name = match role {
             Role::Idle => format!("lowpause-idle-{i}"),
             _ => format!("lowpause-mark-{i}"),
         };
         threads.push(std::thread::Builder::new().name(name).spawn(move || mark_worker(&c, marker, role))?);
     }
-    collector.mark.set_workers(stealers, threads[1..].iter().map(|t| t.thread().clone()).collect());
+    collector.mark.set_workers(threads[1..].iter().map(|t| t.thread().clone()).collect());
     Ok(threads)
 }
 

@@ -2,11 +2,19 @@
 //!
 //! Each cause has a [`Histogram`] (lock-free: log-linear buckets of atomic counters, eight per
 //! power of two, so a reported percentile is at most 12.5 % above the true value, and the exact
-//! maximum beside them). Stalls also go into a bounded log of `(start, duration)` from which
-//! [`mmu`] computes the minimum mutator utilisation: over every window of a given length, the
-//! smallest share of it that no mutator spent stalled. Stalls of different threads are merged
-//! onto one timeline (a window where any thread stalled counts as stalled), which understates
-//! utilisation with several mutators and never overstates it.
+//! maximum beside them). Stalls also go into a log of `(start, duration)` from which the minimum
+//! mutator utilisation is computed: over every window of a given length, the smallest share of it
+//! that no mutator spent stalled. Stalls of different threads are merged onto one timeline (a
+//! window where any thread stalled counts as stalled), which understates utilisation with several
+//! mutators and never overstates it.
+//!
+//! **Incrementally.** The MMU of a long run is kept as it goes: [`Stalls::fold`] (the coordinator
+//! calls it at the end of each cycle) evaluates every window that ends more than [`FOLD_LAG`]
+//! before now, keeps the worst stalled time per window length, and drops the stalls no later
+//! window can touch. The report evaluates only what is left, each window by prefix sums over
+//! the merged intervals (a binary search each), so it costs O(n log n) in the stalls since the
+//! last fold. A stall recorded more than `FOLD_LAG` after it began is seen only in the windows
+//! that were not folded yet.
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use std::collections::VecDeque;
@@ -139,18 +147,33 @@ pub struct StallSummary {
     pub p999: Duration,
 }
 
-/// Stalls kept for MMU; older ones are dropped first.
+/// Stalls kept for MMU between folds; beyond this the oldest are dropped first.
 const LOG_CAPACITY: usize = 1 << 16;
+/// A fold evaluates only windows that ended this long ago (stalls are recorded when they end,
+/// so a stall that began before a folded window's end must be recorded within this lag).
+pub(crate) const FOLD_LAG: u64 = 1_000_000_000;
+/// The window lengths the metrics report MMU for: 1, 10 and 100 ms.
+pub(crate) const MMU_WINDOWS: [u64; 3] = [1_000_000, 10_000_000, 100_000_000];
+
+/// The MMU log: the stalls not folded yet, and what the folds found.
+#[derive(Default)]
+struct MmuLog {
+    stalls: VecDeque<(u64, u64)>,
+    /// Every window ending at or before this has been evaluated (into `worst`).
+    folded_to: u64,
+    /// The most stalled time of any evaluated window, per length of `MMU_WINDOWS`.
+    worst: [u64; 3],
+}
 
 /// Every stall of a heap's mutators.
 pub(crate) struct Stalls {
     by_cause: [Histogram; 3],
-    log: Mutex<VecDeque<(u64, u64)>>,
+    log: Mutex<MmuLog>,
 }
 
 impl Default for Stalls {
     fn default() -> Self {
-        Stalls { by_cause: Default::default(), log: Mutex::new(VecDeque::new()) }
+        Stalls { by_cause: Default::default(), log: Mutex::new(MmuLog::default()) }
     }
 }
 
@@ -159,10 +182,10 @@ impl Stalls {
     pub(crate) fn record(&self, cause: StallCause, start_ns: u64, ns: u64) {
         self.by_cause[cause as usize].record(ns);
         let mut log = self.log.lock();
-        if log.len() == LOG_CAPACITY {
-            log.pop_front();
+        if log.stalls.len() == LOG_CAPACITY {
+            log.stalls.pop_front();
         }
-        log.push_back((start_ns, ns));
+        log.stalls.push_back((start_ns, ns));
     }
 
     /// The longest stall of any cause, in nanoseconds.
@@ -174,46 +197,117 @@ impl Stalls {
         self.by_cause[cause as usize].summary()
     }
 
-    /// The stalls in the log, by start.
-    pub(crate) fn log(&self) -> Vec<(u64, u64)> {
-        let mut v: Vec<_> = self.log.lock().iter().copied().collect();
-        v.sort_unstable();
-        v
+    /// Evaluates every window that ended `FOLD_LAG` before `now_ns` and drops the stalls only
+    /// those windows touch. Takes the stalls out of the lock to do it, so recording never waits
+    /// on the evaluation.
+    pub(crate) fn fold(&self, now_ns: u64) {
+        let Some(to) = now_ns.checked_sub(FOLD_LAG) else { return };
+        let (mut stalls, from) = {
+            let mut log = self.log.lock();
+            if to <= log.folded_to + FOLD_LAG {
+                return; // at most one fold a second
+            }
+            (std::mem::take(&mut log.stalls), log.folded_to)
+        };
+        stalls.make_contiguous().sort_unstable();
+        let iv = Intervals::merge(stalls.as_slices().0, u64::MAX);
+        let mut worst = [0; 3];
+        for (k, &w) in MMU_WINDOWS.iter().enumerate() {
+            worst[k] = iv.worst(w, from.saturating_sub(w), to - w.min(to));
+        }
+        // Windows ending after `to` start after `to - 100 ms`: a stall ending before cannot touch them.
+        let keep_from = to.saturating_sub(MMU_WINDOWS[2]);
+        stalls.retain(|&(s, d)| s.saturating_add(d) > keep_from);
+        let mut log = self.log.lock();
+        for (kept, new) in log.worst.iter_mut().zip(worst) {
+            *kept = (*kept).max(new);
+        }
+        log.folded_to = to;
+        // Stalls recorded meanwhile go after the kept ones (the log is sorted where needed).
+        let recorded = std::mem::replace(&mut log.stalls, stalls);
+        log.stalls.extend(recorded);
+    }
+
+    /// The MMU for each length of `MMU_WINDOWS` within `[0, end_ns]`: folded windows and the
+    /// rest. A run shorter than a window is one window.
+    pub(crate) fn mmu(&self, end_ns: u64) -> [f64; 3] {
+        let (mut stalls, worst_folded) = {
+            let log = self.log.lock();
+            (log.stalls.iter().copied().collect::<Vec<_>>(), log.worst)
+        };
+        stalls.sort_unstable();
+        let iv = Intervals::merge(&stalls, end_ns);
+        let mut out = [1.0; 3];
+        for (k, &window) in MMU_WINDOWS.iter().enumerate() {
+            let w = window.min(end_ns).max(1);
+            let worst = worst_folded[k].max(iv.worst(w, 0, end_ns - w.min(end_ns)));
+            out[k] = 1.0 - worst.min(w) as f64 / w as f64;
+        }
+        out
+    }
+}
+
+/// Disjoint stalled intervals on one timeline, with prefix sums of their lengths.
+struct Intervals {
+    iv: Vec<(u64, u64)>,
+    /// `cum[i]`: the total length of `iv[..i]`.
+    cum: Vec<u64>,
+}
+
+impl Intervals {
+    /// Merges stalls `(start, duration)` sorted by start, each cut at `end_ns`.
+    fn merge(stalls: &[(u64, u64)], end_ns: u64) -> Intervals {
+        let mut iv: Vec<(u64, u64)> = Vec::with_capacity(stalls.len());
+        for &(s, d) in stalls {
+            let e = s.saturating_add(d).min(end_ns.max(s));
+            match iv.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => iv.push((s, e)),
+            }
+        }
+        let mut cum = Vec::with_capacity(iv.len() + 1);
+        let mut total = 0;
+        cum.push(0);
+        for &(s, e) in &iv {
+            total += e - s;
+            cum.push(total);
+        }
+        Intervals { iv, cum }
+    }
+
+    /// Stalled time in `[0, t]`.
+    fn stalled_to(&self, t: u64) -> u64 {
+        let j = self.iv.partition_point(|&(_, e)| e <= t);
+        let partial = self.iv.get(j).map_or(0, |&(s, _)| t.saturating_sub(s));
+        self.cum[j] + partial
+    }
+
+    /// The most stalled time of any window `[a, a + w]` with `lo <= a <= hi`. The worst window
+    /// starts at an interval's start or ends at an interval's end, so only those are tried
+    /// (clamped into `[lo, hi]`).
+    fn worst(&self, w: u64, lo: u64, hi: u64) -> u64 {
+        let mut worst = 0;
+        if lo > hi {
+            return 0;
+        }
+        for &(s, e) in &self.iv {
+            for a in [s, e.saturating_sub(w)] {
+                let a = a.clamp(lo, hi);
+                worst = worst.max(self.stalled_to(a + w) - self.stalled_to(a));
+            }
+        }
+        worst
     }
 }
 
 /// Minimum mutator utilisation over windows of `window_ns` within `[0, end_ns]`, given stalls
 /// `(start, duration)` sorted by start: the smallest share of any such window not spent stalled.
 /// A run shorter than the window is one window.
-pub(crate) fn mmu(stalls: &[(u64, u64)], end_ns: u64, window_ns: u64) -> f64 {
-    // Merge overlapping stalls into disjoint intervals.
-    let mut iv: Vec<(u64, u64)> = Vec::with_capacity(stalls.len());
-    for &(s, d) in stalls {
-        let e = s.saturating_add(d).min(end_ns.max(s));
-        match iv.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => iv.push((s, e)),
-        }
-    }
+#[cfg(test)]
+fn mmu(stalls: &[(u64, u64)], end_ns: u64, window_ns: u64) -> f64 {
+    let iv = Intervals::merge(stalls, end_ns);
     let w = window_ns.min(end_ns).max(1);
-    if iv.is_empty() {
-        return 1.0;
-    }
-    // Stalled time in [a, a + w]; the worst window starts at an interval's start or ends at an
-    // interval's end, so only those candidates need checking.
-    let stalled_in = |a: u64| -> u64 {
-        let b = a + w;
-        let first = iv.partition_point(|&(_, e)| e <= a);
-        iv[first..].iter().take_while(|&&(s, _)| s < b).map(|&(s, e)| e.min(b) - s.max(a)).sum()
-    };
-    let mut worst = 0;
-    for &(s, e) in &iv {
-        let starts = [s.min(end_ns - w.min(end_ns)), e.saturating_sub(w)];
-        for a in starts {
-            worst = worst.max(stalled_in(a));
-        }
-    }
-    1.0 - worst.min(w) as f64 / w as f64
+    1.0 - iv.worst(w, 0, end_ns - w.min(end_ns)).min(w) as f64 / w as f64
 }
 
 #[cfg(test)]
@@ -266,5 +360,43 @@ mod tests {
         assert_eq!(mmu(&[], 1000 * ms, ms), 1.0);
         // A run shorter than the window is one window.
         assert!((mmu(&[(ms, 2 * ms)], 5 * ms, 100 * ms) - 0.6).abs() < 1e-9);
+    }
+
+    /// The folded MMU equals the MMU computed over every stall at once, and the log shrinks.
+    #[test]
+    fn folding_keeps_the_mmu_exact() {
+        let ms = 1_000_000;
+        // 20 s of stalls: a 0.3 ms stall every 0.7 ms, a 6 ms one every 2.5 s, one dense burst.
+        let mut all = Vec::new();
+        let mut t = 0;
+        while t < 20_000 * ms {
+            all.push((t, 3 * ms / 10));
+            if t % (2_500 * ms) < 7 * ms / 10 {
+                all.push((t + ms / 2, 6 * ms));
+            }
+            t += 7 * ms / 10;
+        }
+        all.extend((0..40).map(|i| (12_345 * ms + i * ms * 2, ms * 3 / 2)));
+        all.sort_unstable();
+        let end = 20_500 * ms;
+        let st = Stalls::default();
+        // Folds every 3 s, and one whose boundary (now - FOLD_LAG) cuts the burst in two.
+        let mut folds = vec![2_000 * ms, 5_000 * ms, 8_000 * ms, 12_385 * ms + FOLD_LAG, 17_000 * ms];
+        folds.reverse();
+        for &(s, d) in &all {
+            while folds.last().is_some_and(|&f| f <= s) {
+                st.fold(folds.pop().unwrap());
+            }
+            st.record(StallCause::Assist, s, d);
+        }
+        assert!(folds.is_empty());
+        assert!(st.log.lock().stalls.len() < all.len() / 4, "folds drop what they evaluated");
+        let got = st.mmu(end);
+        for (k, &w) in MMU_WINDOWS.iter().enumerate() {
+            let want = mmu(&all, end, w);
+            assert!((got[k] - want).abs() < 1e-12, "window {w}: folded {} vs {want}", got[k]);
+        }
+        // The burst is the worst 100 ms window: 40 stalls of 1.5 ms, plus the small ones.
+        assert!(got[2] < 0.5, "{}", got[2]);
     }
 }
